@@ -1,0 +1,1 @@
+"""blastcell: reproducible classification of blood-smear cell images (ALL blasts)."""

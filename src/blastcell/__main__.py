@@ -1,0 +1,7 @@
+"""`python -m blastcell` runs the `blastcell` command."""
+
+import sys
+
+from blastcell.cli import main
+
+sys.exit(main())

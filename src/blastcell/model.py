@@ -1,0 +1,136 @@
+"""Build the classifier described by the `model` params: the seed CNN (block by block) or AlexNet.
+
+Models take raw uint8-range RGB pixels; scaling by 1/255 is the model's first layer, so a saved
+model can be used on images straight from disk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from blastcell.params import Block, ModelParams, ParamsError
+
+PRECISIONS_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def scaled(filters: int, width: float) -> int:
+    """Filters of a convolution after the width multiplier (at least one)."""
+    return max(1, round(filters * width))
+
+
+def _check_spatial(size: int, block: Block, index: int, image_size: int) -> int:
+    """Spatial size after a block; raises ParamsError if the block would shrink it to nothing."""
+    if block.zero_pad is not None and not block.zero_pad_after:
+        size += 2 * block.zero_pad
+    if block.conv_padding == "same":
+        size = -(-size // block.stride)
+    else:
+        size = (size - block.kernel) // block.stride + 1
+    if block.zero_pad is not None and block.zero_pad_after:
+        size += 2 * block.zero_pad
+    if block.pool is not None and size >= block.pool:
+        size = (size - block.pool) // (block.pool_stride or block.pool) + 1
+    elif block.pool is not None:
+        size = 0
+    if size < 1:
+        raise ParamsError(
+            f"params: 'model.blocks[{index}]' leaves no pixels at prepare.image_size="
+            f"{image_size}; use a larger image or smaller kernels, strides or pools"
+        )
+    return size
+
+
+def seed_cnn(params: ModelParams, image_size: int, n_classes: int) -> keras.Model:
+    """The seed's CNN: conv blocks, global average pooling, dense, dropout, softmax."""
+    size = image_size
+    for i, block in enumerate(params.blocks):
+        size = _check_spatial(size, block, i, image_size)
+    inputs = keras.Input(shape=(image_size, image_size, 3))
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    for block in params.blocks:
+        if block.zero_pad is not None and not block.zero_pad_after:
+            x = layers.ZeroPadding2D(block.zero_pad)(x)
+        x = layers.Conv2D(
+            scaled(block.filters, params.width),
+            block.kernel,
+            strides=block.stride,
+            padding=block.conv_padding,
+        )(x)
+        x = layers.ReLU()(x)
+        if block.zero_pad is not None and block.zero_pad_after:
+            x = layers.ZeroPadding2D(block.zero_pad)(x)
+        if block.pool is not None:
+            x = layers.MaxPool2D(block.pool, strides=block.pool_stride, padding="valid")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    # The seed applies ReLU twice here (Dense activation, then a ReLU layer): kept as written.
+    x = layers.Dense(params.dense_units, activation="relu")(x)
+    x = layers.ReLU()(x)
+    x = layers.Dropout(params.dropout)(x)
+    # float32 softmax keeps probabilities stable under mixed precision.
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="seed_cnn")
+
+
+def alexnet(params: ModelParams, image_size: int, n_classes: int) -> keras.Model:
+    """AlexNet (Krizhevsky et al. 2012), the seed's comparison model, single-tower.
+
+    Convolution widths follow the paper, scaled by `model.width`; the two hidden dense layers
+    use `model.dense_units` and `model.dropout` (the paper: 4096 and 0.5).
+    """
+    if image_size < 67:
+        raise ParamsError(
+            f"params: model.architecture 'alexnet' needs prepare.image_size >= 67, got {image_size}"
+        )
+    w = params.width
+    inputs = keras.Input(shape=(image_size, image_size, 3))
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    x = layers.Conv2D(scaled(96, w), 11, strides=4, activation="relu")(x)
+    x = layers.MaxPool2D(3, strides=2)(x)
+    x = layers.Conv2D(scaled(256, w), 5, padding="same", activation="relu")(x)
+    x = layers.MaxPool2D(3, strides=2)(x)
+    x = layers.Conv2D(scaled(384, w), 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(scaled(384, w), 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(scaled(256, w), 3, padding="same", activation="relu")(x)
+    x = layers.MaxPool2D(3, strides=2)(x)
+    x = layers.Flatten()(x)
+    for _ in range(2):
+        x = layers.Dense(params.dense_units, activation="relu")(x)
+        x = layers.Dropout(params.dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="alexnet")
+
+
+def build(params: ModelParams, image_size: int, n_classes: int) -> keras.Model:
+    """The model that the `model` params describe, for square RGB inputs of `image_size`."""
+    builders = {"seed_cnn": seed_cnn, "alexnet": alexnet}
+    return builders[params.architecture](params, image_size, n_classes)
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX)."""
+    try:
+        flags = cpuinfo.read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in PRECISIONS_BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str) -> str:
+    """The Keras dtype policy for a `train.precision` value; `auto` picks by hardware.
+
+    auto: mixed_bfloat16 on a GPU of compute capability >= 8.0 or a CPU with AVX512-BF16/AMX
+    (there it trains about twice as fast as float32), float32 elsewhere.
+    """
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        capability = details.get("compute_capability") or (0, 0)
+        return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "float32"
+    return "mixed_bfloat16" if cpu_has_bf16() else "float32"

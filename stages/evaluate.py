@@ -1,0 +1,49 @@
+"""Stage evaluate: score the trained model on the held-out test set.
+
+Params: evaluate.*. Inputs: the prepare stage's folder (test split), the trained model.
+Outputs: the seed's classification report as JSON metrics; the confusion matrix as DVC
+`confusion` plot data (one {actual, predicted} record per image) and as a PNG.
+"""
+
+import argparse
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from blastcell import evaluation, figures
+from blastcell import params as P
+from blastcell import split
+from blastcell.data import atomic_file, read_json, write_json
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--plots", type=Path, required=True)
+    args = parser.parse_args(argv)
+    params = P.load(args.params)
+
+    classes = read_json(args.data / "classes.json")
+    x, y = split.load(args.data, "test")
+    model = keras.models.load_model(args.model, safe_mode=True)
+    probs = model.predict(x, batch_size=params.evaluate.batch_size, verbose=0)
+    y_true, y_pred = np.argmax(y, axis=1), np.argmax(probs, axis=1)
+
+    report = evaluation.report(y_true, y_pred, classes)
+    counts = evaluation.confusion(y_true, y_pred, len(classes))
+    print(f"evaluate: accuracy {report['accuracy']:.4f} on {len(y_true)} test images")
+    print(counts)
+
+    write_json(args.plots / "confusion.json", evaluation.confusion_records(y_true, y_pred, classes))
+    with atomic_file(args.plots / "confusion_matrix.png") as tmp:
+        figures.save(figures.confusion_matrix(counts, classes), tmp)
+    write_json(args.metrics, {**report, "test_images": len(y_true)})
+    P.trace("evaluate")
+
+
+if __name__ == "__main__":
+    main()

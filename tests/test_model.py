@@ -1,0 +1,107 @@
+"""The seed CNN must match the seed's Keras summary exactly; width and AlexNet by params."""
+
+from pathlib import Path
+
+import pytest
+
+from blastcell import params as P
+
+keras = pytest.importorskip("keras")
+from blastcell import model as M  # noqa: E402
+from blastcell.cli import main as cli_main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The seed's model.summary() table (layer type, output shape, params), input 257x257x3.
+SEED_TABLE = [
+    ("Conv2D", (129, 129, 256), 7168),
+    ("ReLU", (129, 129, 256), 0),
+    ("ZeroPadding2D", (129, 129, 256), 0),
+    ("MaxPooling2D", (64, 64, 256), 0),
+    ("ZeroPadding2D", (68, 68, 256), 0),
+    ("Conv2D", (66, 66, 128), 295040),
+    ("ReLU", (66, 66, 128), 0),
+    ("MaxPooling2D", (33, 33, 128), 0),
+    ("ZeroPadding2D", (39, 39, 128), 0),
+    ("Conv2D", (35, 35, 96), 307296),
+    ("ReLU", (35, 35, 96), 0),
+    ("ZeroPadding2D", (39, 39, 96), 0),
+    ("Conv2D", (35, 35, 96), 230496),
+    ("ReLU", (35, 35, 96), 0),
+    ("ZeroPadding2D", (39, 39, 96), 0),
+    ("Conv2D", (37, 37, 32), 27680),
+    ("ReLU", (37, 37, 32), 0),
+    ("MaxPooling2D", (18, 18, 32), 0),
+    ("GlobalAveragePooling2D", (32,), 0),
+    ("Dense", (1000,), 33000),
+    ("ReLU", (1000,), 0),
+    ("Dropout", (1000,), 0),
+    ("Dense", (2,), 2002),
+]
+SEED_PARAMS = 902_682
+
+
+def _params(*overrides):
+    return P.load(ROOT / "params.yaml", list(overrides))
+
+
+def test_seed_cnn_matches_the_seed_summary():
+    net = M.build(_params("model.width=1.0").model, 257, 2)
+    table = [
+        (type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
+        for layer in net.layers
+        if not isinstance(layer, keras.layers.InputLayer | keras.layers.Rescaling)
+    ]
+    assert table == SEED_TABLE
+    assert net.count_params() == SEED_PARAMS
+
+
+def test_model_scales_pixels_itself():
+    net = M.build(_params().model, 64, 2)
+    assert isinstance(net.layers[1], keras.layers.Rescaling)
+    assert net.layers[1].scale == pytest.approx(1 / 255)
+
+
+def test_width_scales_every_convolution():
+    half = M.build(_params("model.width=0.5").model, 128, 2)
+    filters = [layer.filters for layer in half.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert filters == [128, 64, 48, 48, 16]
+
+
+def test_alexnet_is_one_param_away():
+    net = M.build(_params("model.architecture=alexnet", "model.width=0.25").model, 128, 2)
+    assert net.name == "alexnet"
+    convs = [layer for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.kernel_size for c in convs] == [(11, 11), (5, 5), (3, 3), (3, 3), (3, 3)]
+    assert net.output.shape[1:] == (2,)
+
+
+def test_blocks_that_shrink_the_image_to_nothing_name_the_block():
+    blocks = "[{filters: 8, kernel: 3, stride: 2, pool: 2}, {filters: 8, kernel: 5}]"
+    with pytest.raises(P.ParamsError, match=r"model.blocks\[1\].*prepare.image_size=16"):
+        M.build(_params(f"model.blocks={blocks}").model, 16, 2)
+    assert M.build(_params(f"model.blocks={blocks}").model, 32, 2).output.shape[1:] == (2,)
+
+
+def test_precision_auto_and_explicit(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t: fpu sse avx512f avx512_bf16\n")
+    assert M.cpu_has_bf16(cpuinfo)
+    cpuinfo.write_text("flags\t: fpu sse avx2\n")
+    assert not M.cpu_has_bf16(cpuinfo)
+    assert M.resolve_precision("float32") == "float32"
+    assert M.resolve_precision("auto") in ("float32", "mixed_bfloat16")
+
+
+def test_summary_command_prints_total_params(capsys):
+    assert cli_main(["summary", "--params", str(ROOT / "params.yaml"),
+                     "--set", "model.width=1.0", "--set", "prepare.image_size=257"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"total params: {SEED_PARAMS}"
+    assert any("(None, 18, 18, 32)" in line for line in out)
+
+
+def test_summary_command_rejects_bad_override(capsys):
+    assert cli_main(["summary", "--params", str(ROOT / "params.yaml"),
+                     "--set", "model.dropout=2"]) == 2
+    assert "'model.dropout'" in capsys.readouterr().err
