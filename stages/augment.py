@@ -10,7 +10,14 @@ from pathlib import Path
 
 from blastcell import augment, figures
 from blastcell import params as P
-from blastcell.data import atomic_dir, atomic_file, list_all_idb, write_csv, write_image, write_json
+from blastcell.data import (
+    atomic_dir,
+    atomic_file,
+    list_all_idb,
+    write_csv,
+    write_image,
+    write_json,
+)
 
 PREVIEW_PER_CLASS = 2
 

@@ -11,9 +11,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from blastcell import evaluation, figures
+from blastcell import evaluation, figures, split
 from blastcell import params as P
-from blastcell import split
 from blastcell.data import atomic_file, read_json, write_json
 
 
@@ -38,7 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"evaluate: accuracy {report['accuracy']:.4f} on {len(y_true)} test images")
     print(counts)
 
-    write_json(args.plots / "confusion.json", evaluation.confusion_records(y_true, y_pred, classes))
+    write_json(
+        args.plots / "confusion.json", evaluation.confusion_records(y_true, y_pred, classes)
+    )
     with atomic_file(args.plots / "confusion_matrix.png") as tmp:
         figures.save(figures.confusion_matrix(counts, classes), tmp)
     write_json(args.metrics, {**report, "test_images": len(y_true)})

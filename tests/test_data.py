@@ -67,9 +67,14 @@ def test_corrupt_and_non_rgb_images_are_named(tmp_path):
 
 def test_atomic_dir_leaves_nothing_when_the_block_fails(tmp_path):
     target = tmp_path / "out"
-    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
-        (tmp / "half.txt").write_text("half-written")
-        raise RuntimeError("stage failed")
+
+    def failing_stage() -> None:
+        with atomic_dir(target) as tmp:
+            (tmp / "half.txt").write_text("half-written")
+            raise RuntimeError("stage failed")
+
+    with pytest.raises(RuntimeError):
+        failing_stage()
     assert list(tmp_path.iterdir()) == []
     with atomic_dir(target) as tmp:
         (tmp / "done.txt").write_text("ok")

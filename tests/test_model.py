@@ -94,14 +94,28 @@ def test_precision_auto_and_explicit(tmp_path):
 
 
 def test_summary_command_prints_total_params(capsys):
-    assert cli_main(["summary", "--params", str(ROOT / "params.yaml"),
-                     "--set", "model.width=1.0", "--set", "prepare.image_size=257"]) == 0
+    assert (
+        cli_main(
+            [
+                "summary",
+                "--params",
+                str(ROOT / "params.yaml"),
+                "--set",
+                "model.width=1.0",
+                "--set",
+                "prepare.image_size=257",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == f"total params: {SEED_PARAMS}"
     assert any("(None, 18, 18, 32)" in line for line in out)
 
 
 def test_summary_command_rejects_bad_override(capsys):
-    assert cli_main(["summary", "--params", str(ROOT / "params.yaml"),
-                     "--set", "model.dropout=2"]) == 2
+    assert (
+        cli_main(["summary", "--params", str(ROOT / "params.yaml"), "--set", "model.dropout=2"])
+        == 2
+    )
     assert "'model.dropout'" in capsys.readouterr().err

@@ -11,11 +11,11 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from dataclasses import dataclass
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["synthesize", "augment", "prepare", "train", "evaluate"]
@@ -36,7 +36,9 @@ def run(repo: "Repo", *cmd: str) -> str:
     """Run a command in the repo; fail the test with its output if it fails."""
     result = subprocess.run(cmd, cwd=repo.path, capture_output=True, text=True, env=repo.env)
     if result.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        pytest.fail(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
     return result.stdout + result.stderr
 
 
@@ -82,7 +84,9 @@ def repo(tmp_path_factory) -> Repo:
     for name in ["dvc.yaml", "params.yaml", ".gitignore"]:
         shutil.copy(ROOT / name, path / name)
     shutil.copytree(ROOT / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(
+        ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
     raw = yaml.safe_load((path / "params.yaml").read_text())
     for section, values in TINY.items():
         raw[section].update(values)
@@ -91,25 +95,35 @@ def repo(tmp_path_factory) -> Repo:
         **os.environ,
         "BLASTCELL_TRACE": str(path.parent / "trace.jsonl"),
         "TF_CPP_MIN_LOG_LEVEL": "3",
-        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     repo = Repo(path, env)
     run(repo, "git", "init", "-q", "-b", "main")
     dvc(repo, "init", "-q")
+    run(repo, "git", "add", "-A")  # DVCLive needs a commit to exist
+    run(repo, "git", "commit", "-q", "-m", "tiny pipeline, not yet run")
     assert repro(repo) == STAGES
     run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-q", "-m", "tiny pipeline")
+    run(repo, "git", "commit", "-q", "-m", "tiny pipeline, run")
     return repo
 
 
 def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
     assert json.loads(dvc(repo, "status", "--json")) == {}
     assert repro(repo) == []
-    for path in ["metrics/train.json", "metrics/evaluate.json", "models/model.keras",
-                 "plots/evaluate/confusion.json", "plots/evaluate/confusion_matrix.png",
-                 "plots/augment/preview.png", "plots/train/plots/metrics/eval/loss.tsv"]:
+    for path in [
+        "metrics/train.json",
+        "metrics/evaluate.json",
+        "models/model.keras",
+        "plots/evaluate/confusion.json",
+        "plots/evaluate/confusion_matrix.png",
+        "plots/augment/preview.png",
+        "plots/train/plots/metrics/eval/loss.tsv",
+    ]:
         assert (repo / path).is_file(), path
     report = json.loads((repo / "metrics/evaluate.json").read_text())
     assert report["test_images"] == 4  # 2 originals per class: 20 % of 12 sources, rounded
@@ -120,7 +134,7 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
     ("change", "expected"),
     [
         ({"augment__rotation_range": 30}, ["augment", "prepare", "train", "evaluate"]),
-        ({"prepare__val_fraction": 0.2}, ["prepare", "train", "evaluate"]),
+        ({"prepare__image_size": 40}, ["prepare", "train", "evaluate"]),
         ({"model__dropout": 0.25}, ["train", "evaluate"]),
         ({"train__learning_rate": 0.001}, ["train", "evaluate"]),
         ({"evaluate__batch_size": 8}, ["evaluate"]),
@@ -183,8 +197,13 @@ def test_metrics_and_plots_compare_across_branches(repo):
     html = repo.path.parent / "plots_html"
     dvc(repo, "plots", "diff", "main", "wider", "-o", str(html))
     page = (html / "index.html").read_text()
-    for title in ["Loss per epoch", "Accuracy per epoch", "Confusion matrix (test)",
-                  "confusion_matrix.png", "preview.png"]:
+    for title in [
+        "Loss per epoch",
+        "Accuracy per epoch",
+        "Confusion matrix (test)",
+        "confusion_matrix.png",
+        "preview.png",
+    ]:
         assert title in page, title
     run(repo, "git", "checkout", "-q", "main")
     dvc(repo, "checkout", "-q")

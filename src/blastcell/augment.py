@@ -50,9 +50,9 @@ from blastcell.params import FILL_MODES, AugmentParams
 __all__ = [
     "FILL_MODES",
     "Augmented",
-    "augment_dataset",
     "Transform",
     "apply_transform",
+    "augment_dataset",
     "augment_image",
     "random_transform",
     "transform_matrix",

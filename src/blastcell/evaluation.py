@@ -23,8 +23,11 @@ def report(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> di
         zero_division=0,
     )
     out: dict = {"accuracy": round(float(np.mean(y_true == y_pred)), 6)}
-    for name, key in [*((c, c) for c in classes), ("macro avg", "macro_avg"),
-                      ("weighted avg", "weighted_avg")]:
+    for name, key in [
+        *((c, c) for c in classes),
+        ("macro avg", "macro_avg"),
+        ("weighted avg", "weighted_avg"),
+    ]:
         row = raw[name]
         out[key] = {
             "precision": round(row["precision"], 6),

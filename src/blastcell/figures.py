@@ -1,4 +1,4 @@
-"""Figures the pipeline saves as PNG; each function returns a matplotlib Figure, callers save it."""
+"""Figures the pipeline saves as PNG: functions return a matplotlib Figure, callers save it."""
 
 from __future__ import annotations
 
@@ -8,18 +8,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 
-def image_grid(rows: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str],
-               col_titles: Sequence[str]) -> Figure:
+def image_grid(
+    rows: Sequence[Sequence[np.ndarray]], row_titles: Sequence[str], col_titles: Sequence[str]
+) -> Figure:
     """A grid of images, one row per entry of `rows`, with row and column titles."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(1.6 * n_cols, 1.7 * n_rows), squeeze=False
-    )
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.6 * n_cols, 1.7 * n_rows), squeeze=False)
     for i, images in enumerate(rows):
         for j in range(n_cols):
             ax = axes[i][j]
@@ -47,8 +46,7 @@ def confusion_matrix(counts: np.ndarray, classes: Sequence[str]) -> Figure:
     ax.set_ylabel("true")
     top = counts.max() if counts.size else 0
     for (i, j), n in np.ndenumerate(counts):
-        ax.text(j, i, str(n), ha="center", va="center",
-                color="white" if n > top / 2 else "black")
+        ax.text(j, i, str(n), ha="center", va="center", color="white" if n > top / 2 else "black")
     ax.set_title(f"Confusion matrix (test, n={int(counts.sum())})")
     fig.tight_layout()
     return fig

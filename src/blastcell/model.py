@@ -82,7 +82,8 @@ def alexnet(params: ModelParams, image_size: int, n_classes: int) -> keras.Model
     """
     if image_size < 67:
         raise ParamsError(
-            f"params: model.architecture 'alexnet' needs prepare.image_size >= 67, got {image_size}"
+            "params: model.architecture 'alexnet' needs prepare.image_size >= 67, "
+            f"got {image_size}"
         )
     w = params.width
     inputs = keras.Input(shape=(image_size, image_size, 3))

@@ -161,9 +161,7 @@ class ModelParams(Section):
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        _check(
-            self.architecture in ARCHITECTURES, "model.architecture", f"one of {ARCHITECTURES}"
-        )
+        _check(self.architecture in ARCHITECTURES, "model.architecture", f"one of {ARCHITECTURES}")
         _check(0 < self.width <= 8, "model.width", "a multiplier in (0, 8]")
         _check(self.dense_units >= 1, "model.dense_units", "an integer >= 1")
         _check(0 <= self.dropout < 1, "model.dropout", "a rate in [0, 1)")
@@ -268,8 +266,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ParamsError(
-            f"params: unknown key '{prefix}.{unknown[0]}'; "
-            f"'{prefix}' accepts {sorted(fields)}"
+            f"params: unknown key '{prefix}.{unknown[0]}'; '{prefix}' accepts {sorted(fields)}"
         )
     values = {}
     for name, field in fields.items():

@@ -57,9 +57,7 @@ def split_by_source(
         n_test, n_val = _counts(n, *fr)
         if min(n_test, n_val, n - n_test - n_val) < 1:
             need = next(
-                k
-                for k in range(3, 10**6)
-                if min(*_counts(k, *fr), k - sum(_counts(k, *fr))) >= 1
+                k for k in range(3, 10**6) if min(*_counts(k, *fr), k - sum(_counts(k, *fr))) >= 1
             )
             raise DataError(
                 f"class '{classes[label]}' has {n} source images; prepare.test_fraction="
@@ -68,7 +66,9 @@ def split_by_source(
             )
         order = rng.permutation(n)
         for rank, i in enumerate(order):
-            side[sources[i]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+            side[sources[i]] = (
+                "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+            )
     splits: dict[str, list[Record]] = {name: [] for name in SPLITS}
     for r in records:
         if side[r.source] != "test" or r.copy == 0:

@@ -91,6 +91,7 @@ def fit(
         validation_data=batches(*val, params.batch_size),
         epochs=params.epochs,
         callbacks=[*callbacks, keep],
+        shuffle=False,  # the tf.data pipeline reshuffles each epoch
         verbose=2,
     )
     return Summary(keep.best_epoch + 1, params.epochs, keep.best_logs)

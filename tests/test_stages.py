@@ -1,0 +1,115 @@
+"""The stage scripts, run in-process on tiny data: bad input fails early, naming the key or file,
+and leaves no output behind."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from blastcell.data import DataError, write_image
+from blastcell.params import ParamsError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stage(name: str):
+    """Import stages/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def params(tmp_path) -> Path:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["synthesize"].update(n_blast=6, n_not_blast=6, image_size=48)
+    raw["augment"]["copies"] = 1
+    raw["prepare"]["image_size"] = 32
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _edit(path: Path, section: str, key: str, value: object) -> None:
+    raw = yaml.safe_load(path.read_text())
+    raw[section][key] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
+    synth, aug, prep = tmp_path / "synthetic", tmp_path / "augmented", tmp_path / "prepared"
+    preview = tmp_path / "preview.png"
+    stage("synthesize").main(["--params", str(params), "--output", str(synth)])
+    assert sorted(p.name for p in synth.iterdir())[:2] == ["Im001_1.tif", "Im002_1.tif"]
+    stage("augment").main(
+        [
+            "--params",
+            str(params),
+            "--input",
+            str(synth),
+            "--output",
+            str(aug),
+            "--preview",
+            str(preview),
+        ]
+    )
+    stage("prepare").main(["--params", str(params), "--input", str(aug), "--output", str(prep)])
+    first = {p.name: p.read_bytes() for p in [*aug.iterdir(), *prep.iterdir()]}
+    assert preview.stat().st_size > 0
+    assert len(list(aug.glob("*.png"))) == 24  # 12 originals + 1 copy each
+
+    stage("augment").main(
+        [
+            "--params",
+            str(params),
+            "--input",
+            str(synth),
+            "--output",
+            str(aug),
+            "--preview",
+            str(preview),
+        ]
+    )
+    stage("prepare").main(["--params", str(params), "--input", str(aug), "--output", str(prep)])
+    assert {p.name: p.read_bytes() for p in [*aug.iterdir(), *prep.iterdir()]} == first
+
+    test_x = np.load(prep / "test_x.npy")
+    assert test_x.dtype == np.uint8
+    assert test_x.shape[1:] == (32, 32, 3)
+    assert (prep / "test.csv").read_text().count("_0.png") == len(test_x)  # originals only
+
+
+def test_a_bad_param_fails_before_any_output(tmp_path, params):
+    _edit(params, "augment", "rotation_range", "lots")
+    out = tmp_path / "synthetic"
+    with pytest.raises(ParamsError, match=r"'augment.rotation_range' must be a number"):
+        stage("synthesize").main(["--params", str(params), "--output", str(out)])
+    assert not out.exists()
+
+
+def test_bad_data_folders_are_named_and_leave_no_output(tmp_path, params):
+    data, out = tmp_path / "data", tmp_path / "augmented"
+    args = [
+        "--params",
+        str(params),
+        "--input",
+        str(data),
+        "--output",
+        str(out),
+        "--preview",
+        str(tmp_path / "preview.png"),
+    ]
+    with pytest.raises(DataError, match="does not exist"):
+        stage("augment").main(args)
+    data.mkdir()
+    image = np.full((16, 16, 3), 200, np.uint8)
+    write_image(data / "Im001_1.tif", image)
+    write_image(data / "Im002_0.tif", image)
+    (data / "Im003_1.tif").write_bytes(b"truncated")
+    with pytest.raises(DataError, match=r"Im003_1.tif: cannot read image"):
+        stage("augment").main(args)
+    assert not out.exists()
+    assert list(tmp_path.glob(".augmented*")) == []  # no temporary folder left either
