@@ -39,47 +39,47 @@ def _edit(path: Path, section: str, key: str, value: object) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
-    synth, aug, prep = tmp_path / "synthetic", tmp_path / "augmented", tmp_path / "prepared"
-    preview = tmp_path / "preview.png"
+def run_data_stages(folder: Path, params: Path) -> tuple[Path, Path]:
+    """Run synthesize, augment and prepare into `folder`; return the last two's outputs."""
+    synth, aug, prep = folder / "synthetic", folder / "augmented", folder / "prepared"
     stage("synthesize").main(["--params", str(params), "--output", str(synth)])
-    assert sorted(p.name for p in synth.iterdir())[:2] == ["Im001_1.tif", "Im002_1.tif"]
-    stage("augment").main(
-        [
-            "--params",
-            str(params),
-            "--input",
-            str(synth),
-            "--output",
-            str(aug),
-            "--preview",
-            str(preview),
-        ]
-    )
+    aug_args = ["--input", str(synth), "--output", str(aug), "--preview", str(folder / "p.png")]
+    stage("augment").main(["--params", str(params), *aug_args])
     stage("prepare").main(["--params", str(params), "--input", str(aug), "--output", str(prep)])
-    first = {p.name: p.read_bytes() for p in [*aug.iterdir(), *prep.iterdir()]}
-    assert preview.stat().st_size > 0
+    return aug, prep
+
+
+def sources(table: Path) -> set[str]:
+    """The source images named in a prepare stage CSV."""
+    return {row.split(",")[1] for row in table.read_text().split()[1:]}
+
+
+def contents(*folders: Path) -> dict[str, bytes]:
+    return {f"{p.parent.name}/{p.name}": p.read_bytes() for f in folders for p in f.iterdir()}
+
+
+def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
+    aug, prep = run_data_stages(tmp_path, params)
+    first = contents(aug, prep)
+    assert sorted((tmp_path / "synthetic").iterdir())[0].name == "Im001_1.tif"
+    assert (tmp_path / "p.png").stat().st_size > 0
     assert len(list(aug.glob("*.png"))) == 24  # 12 originals + 1 copy each
 
-    stage("augment").main(
-        [
-            "--params",
-            str(params),
-            "--input",
-            str(synth),
-            "--output",
-            str(aug),
-            "--preview",
-            str(preview),
-        ]
-    )
-    stage("prepare").main(["--params", str(params), "--input", str(aug), "--output", str(prep)])
-    assert {p.name: p.read_bytes() for p in [*aug.iterdir(), *prep.iterdir()]} == first
+    assert contents(*run_data_stages(tmp_path, params)) == first
 
     test_x = np.load(prep / "test_x.npy")
     assert test_x.dtype == np.uint8
     assert test_x.shape[1:] == (32, 32, 3)
     assert (prep / "test.csv").read_text().count("_0.png") == len(test_x)  # originals only
+    assert not sources(prep / "train.csv") & sources(prep / "test.csv")
+
+
+def test_random_split_reproduces_the_seeds_leak(tmp_path, params):
+    _edit(params, "prepare", "split", "random")
+    _, prep = run_data_stages(tmp_path, params)
+    assert (prep / "test.csv").read_bytes() == (prep / "val.csv").read_bytes()
+    assert len(np.load(prep / "train_y.npy")) == round(24 * 1020 / 1268)
+    assert sources(prep / "train.csv") & sources(prep / "test.csv")  # one cell on both sides
 
 
 def test_a_bad_param_fails_before_any_output(tmp_path, params):

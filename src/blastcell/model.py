@@ -13,7 +13,7 @@ from keras import layers
 
 from blastcell.params import Block, ModelParams, ParamsError
 
-PRECISIONS_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def scaled(filters: int, width: float) -> int:
@@ -116,14 +116,15 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
         flags = cpuinfo.read_text().split()
     except OSError:
         return False
-    return any(flag in flags for flag in PRECISIONS_BF16_CPU_FLAGS)
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def resolve_precision(precision: str) -> str:
     """The Keras dtype policy for a `train.precision` value; `auto` picks by hardware.
 
     auto: mixed_bfloat16 on a GPU of compute capability >= 8.0 or a CPU with AVX512-BF16/AMX
-    (there it trains about twice as fast as float32), float32 elsewhere.
+    (on such a CPU it trains about twice as fast as float32: see bench/precision.py),
+    float32 elsewhere.
     """
     if precision != "auto":
         return precision

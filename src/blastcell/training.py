@@ -6,6 +6,7 @@ Labels are one-hot, as in the seed; with two classes the loss is binary cross-en
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import keras
@@ -80,7 +81,7 @@ def fit(
     val: tuple[np.ndarray, np.ndarray],
     params: TrainParams,
     seed: int,
-    callbacks: list[keras.callbacks.Callback] = (),
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Summary:
     """Compile and train `model`, leaving it at its best-validation weights."""
     n_classes = train[1].shape[1]
