@@ -1,19 +1,22 @@
-"""Stage augment: the seed's ImageDataGenerator augmentation, applied to every source image.
+"""Stage augment: read the input data set, then apply the seed's ImageDataGenerator augmentation.
 
-Params: base.seed, augment.*. Input: the data folder (`data.dir`).
-Outputs: a folder with each original (copy 0) and its augmented copies as PNG, an `index.csv`
-(file, source, class, copy) and `classes.json`; a preview grid PNG of originals beside copies.
+Params: base.seed, data.on_bad_image, data.max_image_pixels, augment.*.
+Input: the data folder (`data.dir`), ALL-IDB2's flat layout or one folder per class.
+Outputs: a folder with each source image (copy 0) and its augmented copies as PNG, `index.csv`
+(file, source, class, copy; duplicates share a source) and `classes.json`; a preview grid PNG;
+a manifest of every input file (path, class, size, checksums, skipped or converted and why) and
+JSON metrics counting images per class, skipped files, duplicates and conversions.
 """
 
 import argparse
 from pathlib import Path
 
-from blastcell import augment, figures
+from blastcell import augment, figures, ingest
 from blastcell import params as P
 from blastcell.data import (
+    DataError,
     atomic_dir,
     atomic_file,
-    list_all_idb,
     write_csv,
     write_image,
     write_json,
@@ -28,29 +31,42 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--preview", type=Path, required=True)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
     args = parser.parse_args(argv)
     params = P.load(args.params)
-    listing = list_all_idb(args.input)
+    listing = ingest.list_dataset(args.input)
+    report = ingest.Report(listing.classes)
+    images = ingest.load(
+        listing,
+        report,
+        on_bad_image=params.data.on_bad_image,
+        max_pixels=params.data.max_image_pixels,
+    )
 
-    rows, preview = [], {}
+    index, preview, stems = [], {}, {}
     with atomic_dir(args.output) as tmp:
-        for out in augment.augment_dataset(listing, params.augment, params.base.seed):
-            write_image(tmp / out.file, out.image)
-            rows.append([out.file, out.source, listing.classes[out.label], out.copy])
-            shown = {src for src, lab in preview if lab == out.label}
-            if out.source in shown or len(shown) < PREVIEW_PER_CLASS:
-                preview.setdefault((out.source, out.label), []).append(out.image)
-        write_csv(tmp / "index.csv", ["file", "source", "class", "copy"], rows)
+        for img in images:
+            stem, name = augment.output_stem(img.key), listing.classes[img.item.label]
+            if stem in stems:
+                raise DataError(f"{img.item.path} and {stems[stem]} would share outputs {stem}_*")
+            stems[stem] = img.item.path
+            copies = augment.copies(img.pixels, img.key, params.augment, params.base.seed)
+            for k, pixels in enumerate([img.pixels, *copies]):
+                write_image(tmp / f"{stem}_{k}.png", pixels)
+                index.append([f"{stem}_{k}.png", img.group, name, k])
+            if sum(label == img.item.label for _, label in preview) < PREVIEW_PER_CLASS:
+                preview[(img.key, img.item.label)] = [img.pixels, *copies]
+        write_csv(tmp / "index.csv", ["file", "source", "class", "copy"], index)
         write_json(tmp / "classes.json", list(listing.classes))
 
+    with atomic_file(args.manifest) as tmp:
+        write_csv(tmp, list(ingest.MANIFEST_COLUMNS), report.manifest())
     titles = ["original"] + [f"copy {k}" for k in range(1, params.augment.copies + 1)]
-    fig = figures.image_grid(
-        list(preview.values()),
-        [f"{src}\n{listing.classes[lab]}" for src, lab in preview],
-        titles,
-    )
+    labels = [f"{key}\n{listing.classes[label]}" for key, label in preview]
     with atomic_file(args.preview) as tmp:
-        figures.save(fig, tmp)
+        figures.save(figures.image_grid(list(preview.values()), labels, titles), tmp)
+    write_json(args.metrics, report.metrics())
     P.trace("augment")
 
 

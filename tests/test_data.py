@@ -1,11 +1,11 @@
-"""Listing and reading input data: ALL-IDB2 names, clear errors, atomic outputs."""
+"""The pipeline's own file I/O: lossless deterministic images, clear errors, atomic outputs."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from blastcell.data import DataError, atomic_dir, list_all_idb, read_image, write_image
+from blastcell.data import DataError, atomic_dir, read_image, write_image
 
 
 def _write(folder: Path, name: str, seed: int = 0) -> Path:
@@ -13,39 +13,6 @@ def _write(folder: Path, name: str, seed: int = 0) -> Path:
     image = np.random.default_rng(seed).integers(0, 256, (20, 20, 3), dtype=np.uint8)
     write_image(folder / name, image)
     return folder / name
-
-
-def test_lists_all_idb_names_with_labels_and_ignores_hidden_files(tmp_path):
-    for i, name in enumerate(["Im002_0.tif", "Im001_1.tif", "Im003_0.TIF"]):
-        _write(tmp_path, name, i)
-    (tmp_path / ".DS_Store").write_bytes(b"\0")
-    listing = list_all_idb(tmp_path)
-    assert listing.classes == ("not_blast", "blast")
-    assert [(i.path.name, i.label) for i in listing.items] == [
-        ("Im001_1.tif", 1),
-        ("Im002_0.tif", 0),
-        ("Im003_0.TIF", 0),
-    ]
-
-
-def test_missing_empty_and_one_class_folders_are_named(tmp_path):
-    with pytest.raises(DataError, match=r"nowhere does not exist"):
-        list_all_idb(tmp_path / "nowhere")
-    with pytest.raises(DataError, match=rf"{tmp_path} holds no images"):
-        list_all_idb(tmp_path)
-    _write(tmp_path, "Im001_1.tif")
-    _write(tmp_path, "Im002_1.tif")
-    with pytest.raises(DataError, match=r"holds only class 'blast'"):
-        list_all_idb(tmp_path)
-
-
-@pytest.mark.parametrize("name", ["cell_1.tif", "Im001_2.tif", "Im001.tif", "Im001_1.txt"])
-def test_names_that_do_not_parse_are_named(tmp_path, name):
-    _write(tmp_path, "Im001_1.tif")
-    _write(tmp_path, "Im002_0.tif")
-    (tmp_path / name).write_bytes(b"x")
-    with pytest.raises(DataError, match=rf"{name}: not an ALL-IDB2 image name"):
-        list_all_idb(tmp_path)
 
 
 def test_write_is_byte_identical_and_lossless(tmp_path):

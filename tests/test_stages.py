@@ -39,12 +39,27 @@ def _edit(path: Path, section: str, key: str, value: object) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
+def augment_args(data: Path, folder: Path) -> list[str]:
+    """The augment stage's arguments, reading `data` and writing below `folder`."""
+    return [
+        "--input",
+        str(data),
+        "--output",
+        str(folder / "augmented"),
+        "--preview",
+        str(folder / "p.png"),
+        "--manifest",
+        str(folder / "manifest.csv"),
+        "--metrics",
+        str(folder / "data.json"),
+    ]
+
+
 def run_data_stages(folder: Path, params: Path) -> tuple[Path, Path]:
     """Run synthesize, augment and prepare into `folder`; return the last two's outputs."""
     synth, aug, prep = folder / "synthetic", folder / "augmented", folder / "prepared"
     stage("synthesize").main(["--params", str(params), "--output", str(synth)])
-    aug_args = ["--input", str(synth), "--output", str(aug), "--preview", str(folder / "p.png")]
-    stage("augment").main(["--params", str(params), *aug_args])
+    stage("augment").main(["--params", str(params), *augment_args(synth, folder)])
     stage("prepare").main(["--params", str(params), "--input", str(aug), "--output", str(prep)])
     return aug, prep
 
@@ -92,22 +107,12 @@ def test_a_bad_param_fails_before_any_output(tmp_path, params):
 
 def test_bad_data_folders_are_named_and_leave_no_output(tmp_path, params):
     data, out = tmp_path / "data", tmp_path / "augmented"
-    args = [
-        "--params",
-        str(params),
-        "--input",
-        str(data),
-        "--output",
-        str(out),
-        "--preview",
-        str(tmp_path / "preview.png"),
-    ]
+    args = ["--params", str(params), *augment_args(data, tmp_path)]
     with pytest.raises(DataError, match="does not exist"):
         stage("augment").main(args)
     data.mkdir()
-    image = np.full((16, 16, 3), 200, np.uint8)
-    write_image(data / "Im001_1.tif", image)
-    write_image(data / "Im002_0.tif", image)
+    write_image(data / "Im001_1.tif", np.full((16, 16, 3), 200, np.uint8))
+    write_image(data / "Im002_0.tif", np.full((16, 16, 3), 100, np.uint8))
     (data / "Im003_1.tif").write_bytes(b"truncated")
     with pytest.raises(DataError, match=r"Im003_1.tif: cannot read image"):
         stage("augment").main(args)

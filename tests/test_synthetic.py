@@ -2,24 +2,48 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from blastcell.synthetic import dataset, draw_cell, file_name, image_at
+from blastcell import synthetic
+from blastcell.data import write_image
+from blastcell.synthetic import (
+    CELL_TYPES,
+    Latent,
+    bayes_accuracy,
+    dataset,
+    draw_cell,
+    file_name,
+    image_at,
+    render,
+    sample_latent,
+    separation,
+    write_dataset,
+)
 
+ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
 
 
+def _dataset_arrays(n: int, difficulty: float, seed: int = 123):
+    items = list(dataset(n, n, SIZE, seed=seed, difficulty=difficulty))
+    return np.stack([im for _, _, im in items]), np.array([label for _, label, _ in items])
+
+
 @pytest.fixture(scope="module")
-def class_sample():
-    """40 images per class at 64 px, grouped by label."""
-    by_label: dict[int, list[np.ndarray]] = {0: [], 1: []}
-    for _, label, image in dataset(40, 40, SIZE, seed=123):
-        by_label[label].append(image)
-    return by_label
+def samples():
+    """150 images per class at 64 px, at difficulty 0 and 1 (images, labels)."""
+    return {d: _dataset_arrays(150, d) for d in (0.0, 1.0)}
 
 
 # ----------------------------------------------------------------------------- shape / dtype
@@ -38,7 +62,7 @@ def test_draw_cell_shape_dtype_range(label, size):
 
 
 def test_dataset_items_shape_dtype():
-    for name, label, image in dataset(2, 2, SIZE, seed=1):
+    for name, label, image in dataset(2, 2, SIZE, seed=1, difficulty=0.3):
         assert isinstance(name, str)
         assert label in (0, 1)
         assert image.shape == (SIZE, SIZE, 3)
@@ -96,20 +120,30 @@ def test_reruns_are_byte_identical():
 
 
 def test_image_regenerated_alone_matches_dataset():
-    items = list(dataset(3, 3, SIZE, seed=42))
+    items = list(dataset(3, 3, SIZE, seed=42, difficulty=0.7))
     for i in (0, 2, 3, 5):
         name, label, image = items[i]
-        assert image_at(i, 3, 3, SIZE, seed=42)[0] == name
-        assert np.array_equal(image_at(i, 3, 3, SIZE, seed=42)[2], image)
-        alone = draw_cell(label, SIZE, np.random.default_rng([42, i]))
+        assert image_at(i, 3, 3, SIZE, seed=42, difficulty=0.7)[0] == name
+        assert np.array_equal(image_at(i, 3, 3, SIZE, seed=42, difficulty=0.7)[2], image)
+        alone = draw_cell(label, SIZE, np.random.default_rng([42, i]), difficulty=0.7)
         assert np.array_equal(alone, image)
 
 
-def test_different_seeds_differ():
+def test_draw_cell_is_render_of_sample_latent():
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    latent = sample_latent(0, 0.5, rng_b)
+    assert np.array_equal(draw_cell(0, SIZE, rng_a), render(latent, SIZE, rng_b))
+
+
+def test_different_seeds_and_difficulties_differ():
     a = [im for _, _, im in dataset(2, 2, SIZE, seed=1)]
     b = [im for _, _, im in dataset(2, 2, SIZE, seed=2)]
     for x, y in zip(a, b, strict=True):
         assert not np.array_equal(x, y)
+    # Blasts (lymphoid) change with the difficulty; a neutrophil or monocyte would not.
+    for i in range(2):
+        x = image_at(i, 2, 2, SIZE, seed=1, difficulty=0.2)[2]
+        assert not np.array_equal(x, image_at(i, 2, 2, SIZE, seed=1, difficulty=0.9)[2])
 
 
 def test_images_within_a_set_differ():
@@ -118,54 +152,128 @@ def test_images_within_a_set_differ():
         assert not np.array_equal(x, y)
 
 
-# ----------------------------------------------------------------------------- class signal
+# ----------------------------------------------------------------------------- no shortcut
 
 
 def _central_disc(size: int) -> np.ndarray:
     yy, xx = np.mgrid[:size, :size]
     c = (size - 1) / 2.0
-    return np.hypot(yy - c, xx - c) < 0.2 * size
+    return np.hypot(yy - c, xx - c) < 0.22 * size
 
 
 def _border_band(size: int) -> np.ndarray:
-    band = max(1, round(0.1 * size))
+    band = max(1, round(0.12 * size))
     mask = np.ones((size, size), dtype=bool)
     mask[band:-band, band:-band] = False
     return mask
 
 
+def _region_stats(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per image: mean and std of each RGB channel over the mask."""
+    pixels = images[:, mask].astype(np.float64)  # (n, pixels, 3)
+    return np.concatenate([pixels.mean(axis=1), pixels.std(axis=1)], axis=1)
+
+
+def _cv_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    return float(cross_val_score(model, features, labels, cv=folds).mean())
+
+
+def test_scene_around_the_cell_does_not_depend_on_the_label():
+    # Same generator state, either label: the leukocyte differs, the rest of the scene (red
+    # cells, platelets, stain, optics, noise) is drawn from a label-independent stream.
+    border = _border_band(SIZE)
+    for seed in range(20):
+        blast = draw_cell(1, SIZE, np.random.default_rng(seed))
+        other = draw_cell(0, SIZE, np.random.default_rng(seed))
+        assert np.array_equal(blast[border], other[border])
+        assert not np.array_equal(blast, other)
+
+
+def test_border_band_carries_no_class_signal(samples):
+    for images, labels in samples.values():
+        assert _cv_accuracy(_region_stats(images, _border_band(SIZE)), labels) < 0.62
+
+
+def test_the_shortcut_test_can_fail_on_the_centre(samples):
+    images, labels = samples[0.0]
+    assert _cv_accuracy(_region_stats(images, _central_disc(SIZE)), labels) > 0.8
+
+
+# ----------------------------------------------------------------------------- difficulty
+
+
+def test_difficulty_makes_classes_harder_but_not_beyond_the_bound(samples):
+    disc = _central_disc(SIZE)
+    accuracy = {
+        d: _cv_accuracy(_region_stats(*samples[d][:1], disc), samples[d][1]) for d in samples
+    }
+    assert accuracy[0.0] > 0.9
+    assert accuracy[0.0] > accuracy[1.0] + 0.08
+    assert 0.6 < accuracy[1.0] < bayes_accuracy(1.0) + 0.05  # 300 images: ~2.5 % std. error
+
+
 def _purple_fraction(image: np.ndarray, mask: np.ndarray) -> float:
     f = image.astype(np.float64) / 255.0
-    purple = (f[..., 2] - f[..., 1] > 0.15) & (f.mean(axis=-1) < 0.6)
+    purple = (f[..., 2] - f[..., 1] > 0.12) & (f.mean(axis=-1) < 0.65)
     return float(purple[mask].mean())
 
 
-def test_blasts_have_more_purple_in_centre(class_sample):
-    mask = _central_disc(SIZE)
-    stats = {
-        k: np.array([_purple_fraction(im, mask) for im in v]) for k, v in class_sample.items()
-    }
-    darkness = {
-        k: np.array([1.0 - im[mask].mean() / 255.0 for im in v]) for k, v in class_sample.items()
-    }
-    for values in (stats, darkness):
-        diff = values[1].mean() - values[0].mean()
-        pooled_sd = np.sqrt((values[1].var(ddof=1) + values[0].var(ddof=1)) / 2.0)
-        assert diff > 0
-        assert diff > pooled_sd  # clearly separated class means
-    # ...but not a perfect one-feature split: the class ranges overlap or nearly touch.
-    assert stats[1].min() < stats[0].max() + 0.1
-    # Every image has a leukocyte in the middle.
-    assert min(stats[0].min(), stats[1].min()) > 0.02
+def test_score_drives_the_look_monotonically():
+    # Lymphoid cells rendered at a grid of scores over the same scenes: the stained area and
+    # darkness of the centre grow with the score, and a score of 0 looks in between.
+    disc = _central_disc(SIZE)
+    scores = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    purple, dark = [], []
+    for s in scores:
+        images = [render(Latent(0, s), SIZE, np.random.default_rng([5, k])) for k in range(12)]
+        purple.append(np.mean([_purple_fraction(im, disc) for im in images]))
+        dark.append(np.mean([255.0 - im[disc].mean() for im in images]))
+    assert np.all(np.diff(purple) > 0), purple
+    assert np.all(np.diff(dark) > 0), dark
 
 
-def test_border_band_colour_does_not_depend_on_class(class_sample):
-    mask = _border_band(SIZE)
-    colour = {k: np.array([im[mask].mean(axis=0) for im in v]) for k, v in class_sample.items()}
-    diff = np.abs(colour[1].mean(axis=0) - colour[0].mean(axis=0))
-    spread = np.sqrt((colour[1].var(axis=0, ddof=1) + colour[0].var(axis=0, ddof=1)) / 2.0)
-    assert np.all(spread > 0)
-    assert np.all(diff < 0.5 * spread), (diff, spread)
+def test_separation_and_bound_are_monotone():
+    grid = np.linspace(0.0, 1.0, 11)
+    d = [separation(x) for x in grid]
+    bound = [bayes_accuracy(x) for x in grid]
+    assert np.all(np.diff(d) < 0)
+    assert np.all(np.diff(bound) < 0)
+    assert bound[0] > 0.9999
+    assert 0.955 < bayes_accuracy(0.5) < 0.975
+    assert 0.78 < bound[-1] < 0.82
+
+
+def test_documented_table_matches_bayes_accuracy():
+    rows = re.findall(r"^\s+(\d\.\d)\s+(\d\.\d\d)\s+([\d.]+) %$", synthetic.__doc__, re.M)
+    assert len(rows) == 11
+    for difficulty, d, percent in rows:
+        assert separation(float(difficulty)) == pytest.approx(float(d), abs=0.006)
+        decimals = len(percent.split(".")[1])
+        assert round(100 * bayes_accuracy(float(difficulty)), decimals) == float(percent)
+
+
+@pytest.mark.parametrize(("difficulty", "blast_fraction"), [(0.5, 0.5), (1.0, 0.5), (0.8, 0.3)])
+def test_bayes_accuracy_matches_monte_carlo(difficulty, blast_fraction):
+    # Sample latents as draw_cell does; the best rule on them (non-lymphoid -> not blast,
+    # lymphoid -> blast above a score threshold, optimal as the likelihood ratio is monotone
+    # in the score) reaches bayes_accuracy, up to Monte-Carlo error.
+    rng = np.random.default_rng(0)
+    n = 40_000
+    labels = (rng.random(n) < blast_fraction).astype(int)
+    latents = [sample_latent(int(label), difficulty, rng) for label in labels]
+    lymphoid = np.array([lat.cell_type == 0 for lat in latents])
+    score = np.array([lat.score for lat in latents])
+    assert np.all(lymphoid[labels == 1])
+    types = np.array([lat.cell_type for lat in latents])
+    shares = np.bincount(types[labels == 0], minlength=len(CELL_TYPES)) / np.sum(labels == 0)
+    assert shares == pytest.approx([0.8, 0.15, 0.05], abs=0.015)
+    best = max(
+        np.mean(np.where(lymphoid & (score > t), 1, 0) == labels)
+        for t in np.linspace(-3.0, 3.0, 301)
+    )
+    assert best == pytest.approx(bayes_accuracy(difficulty, blast_fraction), abs=0.008)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -186,6 +294,16 @@ def test_draw_cell_bad_size(size):
 def test_draw_cell_bad_rng():
     with pytest.raises(ValueError, match="rng"):
         draw_cell(1, SIZE, 0)
+
+
+@pytest.mark.parametrize("difficulty", [-0.1, 1.01, float("nan"), "0.5", None, True])
+def test_bad_difficulty(difficulty):
+    with pytest.raises(ValueError, match="difficulty"):
+        draw_cell(1, SIZE, np.random.default_rng(0), difficulty)
+    with pytest.raises(ValueError, match="difficulty"):
+        dataset(1, 1, SIZE, seed=0, difficulty=difficulty)
+    with pytest.raises(ValueError, match="difficulty"):
+        bayes_accuracy(difficulty)
 
 
 @pytest.mark.parametrize(
@@ -212,3 +330,44 @@ def test_both_counts_zero_names_both():
 def test_image_at_bad_index():
     with pytest.raises(ValueError, match="index"):
         image_at(5, 3, 2, SIZE, seed=0)
+
+
+def test_other_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="blast_fraction"):
+        bayes_accuracy(0.5, blast_fraction=1.0)
+    with pytest.raises(ValueError, match="workers"):
+        write_dataset(tmp_path, 1, 1, SIZE, seed=0, workers=-1, write=write_image)
+    with pytest.raises(ValueError, match="write"):
+        write_dataset(tmp_path, 1, 1, SIZE, seed=0)
+    with pytest.raises(ValueError, match="cell_type"):
+        render(Latent(3, 0.0), SIZE, np.random.default_rng(0))
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def _stage():
+    path = ROOT / "stages" / "synthesize.py"
+    spec = importlib.util.spec_from_file_location("stage_synthesize", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stage_output_does_not_depend_on_workers(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["synthesize"].update(n_blast=6, n_not_blast=6, image_size=48, difficulty=0.5)
+    outputs = {}
+    for workers in (1, 2):
+        raw["synthesize"]["workers"] = workers
+        params = tmp_path / f"params{workers}.yaml"
+        params.write_text(yaml.safe_dump(raw, sort_keys=False))
+        out, preview = tmp_path / f"out{workers}", tmp_path / f"preview{workers}.png"
+        args = ["--params", str(params), "--output", str(out), "--preview", str(preview)]
+        _stage().main(args)
+        assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        outputs[workers] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert list(outputs[1]) == [file_name(i, int(i < 6), 12) for i in range(12)]
+    assert outputs[1] == outputs[2]
+    assert not list(tmp_path.glob(".out*"))  # no temporary folder left behind

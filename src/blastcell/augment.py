@@ -38,23 +38,23 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import numpy as np
 from skimage.transform import AffineTransform, warp
 
-from blastcell.data import Listing, read_image
 from blastcell.params import FILL_MODES, AugmentParams
 
 __all__ = [
     "FILL_MODES",
-    "Augmented",
     "Transform",
     "apply_transform",
-    "augment_dataset",
     "augment_image",
+    "copies",
+    "output_stem",
     "random_transform",
+    "source_rng",
     "transform_matrix",
 ]
 
@@ -296,25 +296,15 @@ def augment_image(
     return apply_transform(image, t, fill_mode=fill_mode, cval=cval)
 
 
-@dataclass(frozen=True)
-class Augmented:
-    """One image of the augmented set: copy 0 is the original, copies 1.. are augmented."""
-
-    file: str
-    source: str
-    label: int
-    copy: int
-    image: np.ndarray
+def source_rng(seed: int, key: str) -> np.random.Generator:
+    """A Generator keyed by the seed and the source image's path, independent of listing order."""
+    digest = np.frombuffer(hashlib.sha256(key.encode()).digest()[:8], dtype=np.uint32)
+    return np.random.default_rng([seed, *digest.tolist()])
 
 
-def source_rng(seed: int, source: str) -> np.random.Generator:
-    """A Generator keyed by the seed and the source file name, independent of listing order."""
-    key = np.frombuffer(hashlib.sha256(source.encode()).digest()[:8], dtype=np.uint32)
-    return np.random.default_rng([seed, *key.tolist()])
-
-
-def augment_dataset(listing: Listing, params: AugmentParams, seed: int) -> Iterator[Augmented]:
-    """Each source image as PNG copy 0, then `params.copies` augmented copies of it."""
+def copies(image: np.ndarray, key: str, params: AugmentParams, seed: int) -> list[np.ndarray]:
+    """The `params.copies` augmented copies of one source image, from its own random stream."""
+    rng = source_rng(seed, key)
     settings = {
         "rotation_range": params.rotation_range,
         "width_shift_range": params.width_shift_range,
@@ -326,11 +316,9 @@ def augment_dataset(listing: Listing, params: AugmentParams, seed: int) -> Itera
         "fill_mode": params.fill_mode,
         "cval": params.cval,
     }
-    for item in listing.items:
-        image = read_image(item.path)
-        source, stem = item.path.name, item.path.stem
-        rng = source_rng(seed, source)
-        yield Augmented(f"{stem}_0.png", source, item.label, 0, image)
-        for k in range(1, params.copies + 1):
-            copy = augment_image(image, rng, **settings)
-            yield Augmented(f"{stem}_{k}.png", source, item.label, k, copy)
+    return [augment_image(image, rng, **settings) for _ in range(params.copies)]
+
+
+def output_stem(key: str) -> str:
+    """The file-name stem of a source's augmented set: its relative path, '/' as '__'."""
+    return str(PurePosixPath(key).with_suffix("")).replace("/", "__")

@@ -1,7 +1,6 @@
-"""Reading and writing the pipeline's image data: ALL-IDB2 listings, image files, atomic outputs.
+"""File I/O shared by the stages: the pipeline's own images, JSON, CSV, and atomic outputs.
 
-ALL-IDB2 stores one flat folder of crops named `ImNNN_L.tif`, L = 1 for a blast and L = 0 for
-not blast. The label in the name is the class index: class 0 is `not_blast`, class 1 `blast`.
+Input data sets, in whatever layout and format users bring, are read by `blastcell.ingest`.
 """
 
 from __future__ import annotations
@@ -10,71 +9,22 @@ import contextlib
 import csv
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import skimage.io
 
-ALL_IDB_CLASSES = ("not_blast", "blast")
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-_ALL_IDB_NAME = re.compile(r"Im(\d+)_([01])", re.IGNORECASE)
-
 
 class DataError(ValueError):
     """The input data is missing, malformed or unreadable; the message names the path."""
 
 
-@dataclass(frozen=True)
-class Item:
-    """One input image: its path and class index into the data set's class names."""
-
-    path: Path
-    label: int
-
-
-@dataclass(frozen=True)
-class Listing:
-    """An input data set: its class names (index = label) and its images, sorted by path."""
-
-    classes: tuple[str, ...]
-    items: tuple[Item, ...]
-
-
-def list_all_idb(folder: Path) -> Listing:
-    """List a flat ALL-IDB2-style folder, checking every name and that both classes occur."""
-    if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist or is not a folder")
-    items = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):  # .DS_Store, ._* and dot-folders are not data
-            continue
-        match = _ALL_IDB_NAME.fullmatch(path.stem)
-        if path.suffix.lower() not in IMAGE_SUFFIXES or match is None or not path.is_file():
-            raise DataError(
-                f"{path}: not an ALL-IDB2 image name; expected ImNNN_L.tif "
-                f"(L = 1 blast, 0 not blast) with a suffix in {list(IMAGE_SUFFIXES)}"
-            )
-        items.append(Item(path, int(match.group(2))))
-    if not items:
-        raise DataError(f"data folder {folder} holds no images")
-    present = {item.label for item in items}
-    if len(present) < len(ALL_IDB_CLASSES):
-        (only,) = present
-        raise DataError(
-            f"data folder {folder} holds only class '{ALL_IDB_CLASSES[only]}' "
-            f"(every name ends in _{only}); a classifier needs images of both classes"
-        )
-    return Listing(ALL_IDB_CLASSES, tuple(items))
-
-
 def read_image(path: Path) -> np.ndarray:
-    """Read an RGB image as uint8 (H, W, 3), with an error naming the file if it can't."""
+    """Read an 8-bit RGB image the pipeline wrote, with an error naming the file if it can't."""
     try:
         image = skimage.io.imread(path)
     except Exception as err:  # decoders raise many types; all mean "unreadable"

@@ -68,9 +68,22 @@ class BaseParams(Section):
     seed: int = 42
 
 
+BAD_IMAGE_POLICIES = ("error", "skip")
+
+
 @_section("data")
 class DataParams(Section):
     dir: str = "data/synthetic"
+    on_bad_image: str = "error"
+    max_image_pixels: int = 40_000_000
+
+    def __post_init__(self) -> None:
+        _check(
+            self.on_bad_image in BAD_IMAGE_POLICIES,
+            "data.on_bad_image",
+            f"one of {list(BAD_IMAGE_POLICIES)}",
+        )
+        _check(self.max_image_pixels >= 1, "data.max_image_pixels", "an integer >= 1")
 
 
 @_section("synthesize")
@@ -78,8 +91,12 @@ class SynthesizeParams(Section):
     n_blast: int = 130
     n_not_blast: int = 130
     image_size: int = 257
+    difficulty: float = 0.5
+    workers: int = 0  # processes; 0 = one per CPU core
 
     def __post_init__(self) -> None:
+        _check(0 <= self.difficulty <= 1, "synthesize.difficulty", "a number in [0, 1]")
+        _check(0 <= self.workers <= 256, "synthesize.workers", "an integer in [0, 256]")
         _check(self.n_blast >= 1, "synthesize.n_blast", "an integer >= 1")
         _check(self.n_not_blast >= 1, "synthesize.n_not_blast", "an integer >= 1")
         _check(16 <= self.image_size <= 2048, "synthesize.image_size", "an integer in [16, 2048]")

@@ -1,7 +1,8 @@
 """Split the augmented set into train / val / test and store it as uint8 arrays.
 
 The default `source` split assigns whole source cells to one side, stratified by class: every
-augmented copy of a cell lands where its original does, and the test set holds originals only.
+augmented copy of a cell, and every exact duplicate of it, lands where its original does, and the
+test set holds originals only.
 The `random` split reproduces the seed's leaky protocol (augment everything, shuffle, cut at
 1020:248) so that its inflation can be measured; there the validation set is the test set, as in
 the seed, which reported on it.
@@ -45,10 +46,9 @@ def split_by_source(
     rng: np.random.Generator,
 ) -> dict[str, list[Record]]:
     """Stratified split by source cell; the test set keeps only the originals."""
-    sources_by_class: dict[int, list[str]] = defaultdict(list)
+    sources_by_class: dict[int, set[str]] = defaultdict(set)
     for r in records:
-        if r.copy == 0:
-            sources_by_class[r.label].append(r.source)
+        sources_by_class[r.label].add(r.source)  # duplicates share a source: one group
     side: dict[str, str] = {}
     for label in sorted(sources_by_class):
         sources = sorted(sources_by_class[label])
