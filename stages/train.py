@@ -1,8 +1,9 @@
 """Stage train: build the model from params and train it with the seed's recipe.
 
 Params: base.seed, model.*, train.*. Input: the prepare stage's folder.
-Outputs: the best-validation model (`.keras`, takes raw uint8 pixels), per-epoch curves logged
-by DVCLive (TSV), and a JSON summary of the best epoch.
+Outputs: the best-validation model (`.keras`, takes raw uint8 pixels) with `classes.json` (its
+output order) beside it, per-epoch curves logged by DVCLive (TSV), and a JSON summary of the
+best epoch.
 """
 
 import argparse
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with atomic_file(args.model) as tmp:
         model.save(tmp)
+    write_json(args.model.with_name("classes.json"), classes)  # for `blastcell predict`
     write_json(
         args.metrics,
         {

@@ -119,7 +119,11 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
     for path in [
         "metrics/train.json",
         "metrics/evaluate.json",
+        "metrics/data.json",
+        "metrics/data_manifest.csv",
+        "plots/synthesize/preview.png",
         "models/model.keras",
+        "models/classes.json",
         "plots/evaluate/confusion.json",
         "plots/evaluate/confusion_matrix.png",
         "plots/augment/preview.png",

@@ -130,14 +130,15 @@ class Report:
         }
 
 
-def _hidden(path: Path) -> bool:
+def is_hidden(path: Path) -> bool:
+    """Hidden and system files and folders (`.DS_Store`, `._*`, `Thumbs.db`, dot-folders)."""
     return path.name.startswith(".") or path.name.lower() in SYSTEM_FILES
 
 
 def _files(folder: Path) -> Iterator[Path]:
     """Every non-hidden file or link below `folder`, sorted; hidden folders are not entered."""
     for entry in sorted(folder.iterdir()):
-        if _hidden(entry):
+        if is_hidden(entry):
             continue
         if entry.is_dir() and not entry.is_symlink():
             yield from _files(entry)
@@ -149,7 +150,7 @@ def list_dataset(folder: Path) -> Listing:
     """List a data folder in either layout; checks the layout, names and classes, not pixels."""
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist or is not a folder")
-    entries = [e for e in sorted(folder.iterdir()) if not _hidden(e)]
+    entries = [e for e in sorted(folder.iterdir()) if not is_hidden(e)]
     subdirs = [e for e in entries if e.is_dir() and not e.is_symlink()]
     if not entries:
         raise DataError(f"data folder {folder} holds no images")
