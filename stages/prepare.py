@@ -35,10 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         parts = split.split_random(records, rng)
 
+    done: dict[tuple[split.Record, ...], tuple] = {}  # the random split's val is its test
     with atomic_dir(args.output) as tmp:
         for name, rows in parts.items():
-            x, y = split.arrays(rows, args.input, cfg.image_size, len(classes))
-            split.save(tmp, name, x, y)
+            if tuple(rows) not in done:
+                done[tuple(rows)] = split.arrays(rows, args.input, cfg.image_size, len(classes))
+            split.save(tmp, name, *done[tuple(rows)])
             table = [[r.file, r.source, classes[r.label]] for r in rows]
             write_csv(tmp / f"{name}.csv", ["file", "source", "class"], table)
         write_json(tmp / "classes.json", classes)
