@@ -200,14 +200,23 @@ def _class_folders(folder: Path, subdirs: list[Path]) -> Listing:
     return Listing(folder, "class_folders", tuple(classes), tuple(items))
 
 
+def _require_content(path: Path) -> None:
+    """Refuse a file that cannot be opened or holds no bytes, naming it."""
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise BadImage(f"{path}: cannot read image: {err.strerror or err}") from err
+    if size == 0:
+        raise BadImage(f"{path}: empty file (0 bytes)")
+
+
 def _check_file(path: Path, folder: Path, max_pixels: int) -> None:
     """Refuse links leaving the folder, unknown suffixes, empty files and oversized images."""
     if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
         raise BadImage(f"{path}: a link to {path.resolve()}, outside the data folder {folder}")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise BadImage(f"{path}: not an image file; suffixes read: {list(IMAGE_SUFFIXES)}")
-    if path.stat().st_size == 0:
-        raise BadImage(f"{path}: empty file (0 bytes)")
+    _require_content(path)
     width, height = _dimensions(path)
     if width * height > max_pixels:
         raise BadImage(
@@ -258,6 +267,7 @@ def to_rgb8(pixels: np.ndarray) -> tuple[np.ndarray, str]:
 
 def decode(path: Path) -> tuple[np.ndarray, str]:
     """Decode an image file to 8-bit RGB, with a note on any conversion; errors name the file."""
+    _require_content(path)
     try:
         pixels = iio.imread(path, index=0)
     except Exception as err:  # decoders raise many types; all mean "unreadable"

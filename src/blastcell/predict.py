@@ -193,17 +193,6 @@ class Progress:
         self.mid_line = not end
 
 
-def _decode(path: Path) -> np.ndarray:
-    """8-bit RGB pixels of an image file; ingest.BadImage naming the file if it can't be used."""
-    try:
-        empty = path.stat().st_size == 0
-    except OSError as err:
-        raise ingest.BadImage(f"{path}: cannot read image: {err.strerror or err}") from err
-    if empty:
-        raise ingest.BadImage(f"{path}: empty file (0 bytes)")
-    return ingest.decode(path)[0]
-
-
 def predict(
     model: keras.Model,
     inputs: Sequence[Input],
@@ -241,7 +230,7 @@ def predict(
             fail(i, item.error)
             continue
         try:
-            pixels = _decode(item.path)
+            pixels = ingest.decode(item.path)[0]
         except ingest.BadImage as err:
             fail(i, str(err).splitlines()[0])  # decoders may append install hints
             if progress is not None:
