@@ -117,9 +117,11 @@ class AugmentParams(Section):
     vertical_flip: bool = False
     fill_mode: str = "constant"
     cval: float = 125.0
+    workers: int = 0  # processes; 0 = one per CPU core
 
     def __post_init__(self) -> None:
         _check(0 <= self.copies <= 100, "augment.copies", "an integer in [0, 100]")
+        _check(0 <= self.workers <= 256, "augment.workers", "an integer in [0, 256]")
         _check(0 <= self.rotation_range <= 180, "augment.rotation_range", "degrees in [0, 180]")
         for key in ("width_shift_range", "height_shift_range"):
             _check(0 <= getattr(self, key) < 1, f"augment.{key}", "a fraction in [0, 1)")
@@ -138,8 +140,10 @@ class PrepareParams(Section):
     test_fraction: float = 0.2
     val_fraction: float = 0.15
     image_size: int = 128
+    shard_size: int = 512  # images per TFRecord shard
 
     def __post_init__(self) -> None:
+        _check(1 <= self.shard_size <= 1_000_000, "prepare.shard_size", "an integer >= 1")
         _check(self.split in SPLITS, "prepare.split", f"one of {list(SPLITS)}")
         _check(0 < self.test_fraction < 1, "prepare.test_fraction", "a fraction in (0, 1)")
         _check(0 < self.val_fraction < 1, "prepare.val_fraction", "a fraction in (0, 1)")
@@ -190,6 +194,7 @@ class ModelParams(Section):
 
 
 MONITORS = ("val_loss", "val_accuracy")
+STRATEGIES = ("auto", "mirrored", "multi_worker")
 
 
 @_section("train")
@@ -199,8 +204,12 @@ class TrainParams(Section):
     learning_rate: float = 1e-4
     precision: str = "auto"
     monitor: str = "val_loss"
+    shuffle_buffer: int = 2000  # images held for shuffling; >= the training set: a full shuffle
+    strategy: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.shuffle_buffer >= 1, "train.shuffle_buffer", "an integer >= 1")
+        _check(self.strategy in STRATEGIES, "train.strategy", f"one of {list(STRATEGIES)}")
         _check(1 <= self.epochs <= 10_000, "train.epochs", "an integer in [1, 10000]")
         _check(1 <= self.batch_size <= 4096, "train.batch_size", "an integer in [1, 4096]")
         _check(0 < self.learning_rate < 1, "train.learning_rate", "a number in (0, 1)")
