@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import resource
 import sys
 import types
 import typing
@@ -376,7 +377,9 @@ TRACE_ENV = "BLASTCELL_TRACE"
 def trace(stage: str) -> None:
     """If $BLASTCELL_TRACE names a file, append the params keys and blastcell modules used.
 
-    The end-to-end test sets it to check dvc.yaml's declared params and deps against reality.
+    The end-to-end test sets it to check dvc.yaml's declared params and deps against reality;
+    the memory benchmark reads the peak resident set size of the stage's process and of its
+    largest child process (worker pools), in MiB.
     """
     path = os.environ.get(TRACE_ENV)
     if not path:
@@ -386,6 +389,18 @@ def trace(stage: str) -> None:
         for name in sys.modules
         if name == "blastcell" or name.startswith("blastcell.")
     )
-    line = {"stage": stage, "params": sorted(reads()), "modules": modules}
+    line = {
+        "stage": stage,
+        "params": sorted(reads()),
+        "modules": modules,
+        "peak_rss_mb": _peak_rss_mb(resource.RUSAGE_SELF),
+        "children_peak_rss_mb": _peak_rss_mb(resource.RUSAGE_CHILDREN),
+    }
     with Path(path).open("a") as f:
         f.write(json.dumps(line) + "\n")
+
+
+def _peak_rss_mb(who: int) -> float:
+    """Peak resident set size in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(who).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
