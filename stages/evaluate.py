@@ -1,6 +1,6 @@
 """Stage evaluate: score the trained model on the held-out test set.
 
-Params: evaluate.*. Inputs: the prepare stage's folder (test split), the trained model.
+Params: evaluate.*. Inputs: the prepare stage's folder (test split, streamed), the trained model.
 Outputs: the seed's classification report as JSON metrics; the confusion matrix as DVC
 `confusion` plot data (one {actual, predicted} record per image) and as a PNG.
 """
@@ -11,9 +11,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from blastcell import evaluation, figures, split
+from blastcell import evaluation, figures, shards
 from blastcell import params as P
-from blastcell.data import atomic_file, read_json, write_json
+from blastcell.data import atomic_file, write_json
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,11 +26,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = P.load(args.params)
 
-    classes = read_json(args.data / "classes.json")
-    x, y = split.load(args.data, "test")
+    spec = shards.read_spec(args.data)
+    classes = spec.classes
     model = keras.models.load_model(args.model, safe_mode=True)
-    probs = model.predict(x, batch_size=params.evaluate.batch_size, verbose=0)
-    y_true, y_pred = np.argmax(y, axis=1), np.argmax(probs, axis=1)
+    batches = shards.iterate(
+        args.data, "test", spec.image_size, len(classes), params.evaluate.batch_size
+    )
+    labels, probs = [], []
+    for x, y in batches:  # streamed: memory holds one batch of images
+        labels.append(y)
+        probs.append(np.asarray(model.predict_on_batch(x)))
+    y_true, y_pred = np.concatenate(labels), np.argmax(np.concatenate(probs), axis=1)
 
     report = evaluation.report(y_true, y_pred, classes)
     counts = evaluation.confusion(y_true, y_pred, len(classes))

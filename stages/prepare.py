@@ -1,18 +1,21 @@
-"""Stage prepare: split the augmented set into train / val / test and store uint8 arrays.
+"""Stage prepare: split the augmented set into train / val / test and store TFRecord shards.
 
 Params: base.seed, prepare.*. Input: the augment stage's folder.
-Output folder: `{train,val,test}_x.npy` (N, S, S, 3) uint8 raw pixels, `{split}_y.npy` one-hot
-uint8 labels, `{split}.csv` (file, source, class) in array order, and `classes.json`.
+Output folder: `{train,val,test}-NNNNN-of-NNNNN.tfrecord` shards (raw uint8 pixels resized to
+`prepare.image_size`, and class index), `{split}.csv` (file, source, class) in record order, and
+`spec.json` (image size, class names, images per split). Images are read, resized and written one
+at a time, so memory does not grow with the data set.
 """
 
 import argparse
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from blastcell import params as P
-from blastcell import split
-from blastcell.data import atomic_dir, read_csv, read_json, write_csv, write_json
+from blastcell import shards, split
+from blastcell.data import atomic_dir, read_csv, read_json, write_csv
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,15 +38,20 @@ def main(argv: list[str] | None = None) -> None:
     else:
         parts = split.split_random(records, rng)
 
-    done: dict[tuple[split.Record, ...], tuple] = {}  # the random split's val is its test
+    written: dict[tuple[split.Record, ...], list[Path]] = {}  # the random split's val is its test
     with atomic_dir(args.output) as tmp:
         for name, rows in parts.items():
-            if tuple(rows) not in done:
-                done[tuple(rows)] = split.arrays(rows, args.input, cfg.image_size, len(classes))
-            split.save(tmp, name, *done[tuple(rows)])
+            paths = shards.shard_paths(tmp, name, len(rows), cfg.shard_size)
+            if tuple(rows) in written:
+                for src, dst in zip(written[tuple(rows)], paths, strict=True):
+                    shutil.copyfile(src, dst)
+            else:
+                examples = split.examples(rows, args.input, cfg.image_size)
+                written[tuple(rows)] = shards.write(tmp, name, examples, len(rows), cfg.shard_size)
             table = [[r.file, r.source, classes[r.label]] for r in rows]
             write_csv(tmp / f"{name}.csv", ["file", "source", "class"], table)
-        write_json(tmp / "classes.json", classes)
+        counts = {name: len(rows) for name, rows in parts.items()}
+        shards.write_spec(tmp, cfg.image_size, classes, counts)
     P.trace("prepare")
 
 

@@ -64,15 +64,3 @@ def test_resize_keeps_uint8_and_shape():
     assert out.shape == (32, 32, 3)
     assert out.dtype == np.uint8
     assert split.resize(image, 57) is image
-
-
-def test_save_and_load_round_trip(tmp_path):
-    x = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
-    y = np.eye(2, dtype=np.uint8)
-    split.save(tmp_path, "train", x, y)
-    first = (tmp_path / "train_x.npy").read_bytes()
-    split.save(tmp_path, "train", x, y)
-    assert (tmp_path / "train_x.npy").read_bytes() == first
-    x2, y2 = split.load(tmp_path, "train")
-    np.testing.assert_array_equal(x, x2)
-    np.testing.assert_array_equal(y, y2)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from blastcell import shards
 from blastcell.data import DataError, write_image
 from blastcell.params import ParamsError
 
@@ -82,10 +83,14 @@ def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
 
     assert contents(*run_data_stages(tmp_path, params)) == first
 
-    test_x = np.load(prep / "test_x.npy")
+    spec = shards.read_spec(prep)
+    assert spec.image_size == 32
+    assert sum(spec.images.values()) == 24 - spec.images["test"]  # test: originals, no copies
+    batches = list(shards.iterate(prep, "test", 32, 2, batch_size=100))
+    (test_x, _), n_test = batches[0], spec.images["test"]
     assert test_x.dtype == np.uint8
-    assert test_x.shape[1:] == (32, 32, 3)
-    assert (prep / "test.csv").read_text().count("_0.png") == len(test_x)  # originals only
+    assert test_x.shape == (n_test, 32, 32, 3)
+    assert (prep / "test.csv").read_text().count("_0.png") == n_test  # originals only
     assert not sources(prep / "train.csv") & sources(prep / "test.csv")
 
 
@@ -93,7 +98,9 @@ def test_random_split_reproduces_the_seeds_leak(tmp_path, params):
     _edit(params, "prepare", "split", "random")
     _, prep = run_data_stages(tmp_path, params)
     assert (prep / "test.csv").read_bytes() == (prep / "val.csv").read_bytes()
-    assert len(np.load(prep / "train_y.npy")) == round(24 * 1020 / 1268)
+    assert shards.read_spec(prep).images["train"] == round(24 * 1020 / 1268)
+    for val, test in zip(shards.find(prep, "val"), shards.find(prep, "test"), strict=True):
+        assert val.read_bytes() == test.read_bytes()
     assert sources(prep / "train.csv") & sources(prep / "test.csv")  # one cell on both sides
 
 

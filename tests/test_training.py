@@ -1,5 +1,7 @@
 """Training keeps the best-validation weights and compiles the seed's loss."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -47,12 +49,30 @@ def test_loss_follows_the_seed_for_two_classes(n_classes, loss):
     assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
 
 
-def test_batches_are_reshuffled_each_epoch_but_reproducibly():
-    x = np.arange(20, dtype=np.uint8).reshape(20, 1)
-    y = np.eye(2, dtype=np.uint8)[np.arange(20) % 2]
-    ds = training.batches(x, y, batch_size=20, shuffle_seed=3)
-    first, second = (next(iter(ds))[0].numpy().ravel().tolist() for _ in range(2))
-    again = next(iter(training.batches(x, y, batch_size=20, shuffle_seed=3)))[0]
-    assert sorted(first) == list(range(20))
-    assert first == again.numpy().ravel().tolist()
-    assert first != second  # a new epoch, a new order
+def test_multi_worker_without_a_cluster_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(training.ParamsError, match=r"'train.strategy' multi_worker needs"):
+        training.distribution("multi_worker")
+
+
+TWO = {"worker": ["a:1", "b:1"]}
+WITH_CHIEF = {"chief": ["c:1"], "worker": ["a:1"]}
+
+
+@pytest.mark.parametrize(
+    ("cluster", "task", "chief"),
+    [
+        (None, None, True),
+        (TWO, ("worker", 0), True),
+        (TWO, ("worker", 1), False),
+        (WITH_CHIEF, ("worker", 0), False),
+        (WITH_CHIEF, ("chief", 0), True),
+    ],
+)
+def test_only_the_chief_writes(monkeypatch, cluster, task, chief):
+    if cluster is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        config = {"cluster": cluster, "task": {"type": task[0], "index": task[1]}}
+        monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+    assert training.is_chief() is chief

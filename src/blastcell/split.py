@@ -1,4 +1,4 @@
-"""Split the augmented set into train / val / test and store it as uint8 arrays.
+"""Split the augmented set into train / val / test, resized for the model.
 
 The default `source` split assigns whole source cells to one side, stratified by class: every
 augmented copy of a cell, and every exact duplicate of it, lands where its original does, and the
@@ -11,7 +11,7 @@ the seed, which reported on it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,25 +99,7 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def arrays(
-    rows: Sequence[Record], folder: Path, size: int, n_classes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, size, size, 3) uint8 and one-hot labels (N, n_classes) uint8 for `rows`."""
-    x = np.empty((len(rows), size, size, 3), np.uint8)
-    for i, r in enumerate(rows):
-        x[i] = resize(read_image(folder / r.file), size)
-    y = np.eye(n_classes, dtype=np.uint8)[[r.label for r in rows]]
-    return x, y
-
-
-def save(folder: Path, name: str, x: np.ndarray, y: np.ndarray) -> None:
-    """Store one split as `{name}_x.npy` and `{name}_y.npy` (byte-identical for equal arrays)."""
-    np.save(folder / f"{name}_x.npy", x, allow_pickle=False)
-    np.save(folder / f"{name}_y.npy", y, allow_pickle=False)
-
-
-def load(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Load one split saved by `save`."""
-    x = np.load(folder / f"{name}_x.npy", allow_pickle=False)
-    y = np.load(folder / f"{name}_y.npy", allow_pickle=False)
-    return x, y
+def examples(rows: Sequence[Record], folder: Path, size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """(image resized to `size`, label) for each row, read one at a time."""
+    for r in rows:
+        yield resize(read_image(folder / r.file), size), r.label

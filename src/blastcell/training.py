@@ -6,6 +6,8 @@ Labels are one-hot, as in the seed; with two classes the loss is binary cross-en
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from blastcell.params import TrainParams
+from blastcell.params import ParamsError, TrainParams
 
 
 def make_deterministic(seed: int) -> None:
@@ -22,14 +24,58 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def batches(
-    x: np.ndarray, y: np.ndarray, batch_size: int, shuffle_seed: int | None = None
-) -> tf.data.Dataset:
-    """A tf.data pipeline over uint8 images and one-hot labels, reshuffled every epoch."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.float32)))
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+def distribution(strategy: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy that `train.strategy` names.
+
+    auto: TensorFlow's default (one device: the first GPU, or the CPU);
+    mirrored: every local GPU (MirroredStrategy; on a machine without GPUs, the CPU);
+    multi_worker: MultiWorkerMirroredStrategy over the cluster in $TF_CONFIG. Create it before
+    any other TensorFlow op, and start the same command on every worker.
+    """
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if strategy == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ParamsError(
+                "params: 'train.strategy' multi_worker needs the cluster in $TF_CONFIG "
+                "(see README, distributed training)"
+            )
+        return _KerasMultiWorker()
+    return tf.distribute.get_strategy()
+
+
+class _KerasMultiWorker(tf.distribute.MultiWorkerMirroredStrategy):
+    """MultiWorkerMirroredStrategy with the two reductions that Keras 3's `fit` gets wrong.
+
+    Keras 3.15 (keras-team/keras#20585) fails with this strategy: before the first step it
+    reduces a whole (images, labels) batch to learn its shapes, which the collective
+    implementation cannot do for a nested structure, and it reduces the scalar loss and metrics
+    along axis 0. Here the shape probe gets this worker's own batch (only its shape is used)
+    and scalars are averaged across replicas without an axis. Every other reduction is the
+    strategy's own.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        if isinstance(value, tuple | list | dict):
+            return tf.nest.map_structure(lambda v: self.experimental_local_results(v)[0], value)
+        if axis is not None and self.experimental_local_results(value)[0].shape.rank == 0:
+            axis = None
+        return super().reduce(reduce_op, value, axis)
+
+
+def is_chief() -> bool:
+    """Whether this process writes the outputs: no cluster, or the chief (worker 0 if none)."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task") or {}
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    return (
+        task.get("type") == "worker"
+        and task.get("index") == 0
+        and ("chief" not in config.get("cluster", {}))
+    )
 
 
 def compile_model(model: keras.Model, n_classes: int, learning_rate: float) -> None:
@@ -77,22 +123,18 @@ class Summary:
 
 def fit(
     model: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    train: tf.data.Dataset,
+    val: tf.data.Dataset,
     params: TrainParams,
-    seed: int,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Summary:
-    """Compile and train `model`, leaving it at its best-validation weights."""
-    n_classes = train[1].shape[1]
-    compile_model(model, n_classes, params.learning_rate)
+    """Train a compiled `model` on batched datasets, leaving it at its best-validation weights."""
     keep = KeepBest(params.monitor)
     model.fit(
-        batches(*train, params.batch_size, shuffle_seed=seed),
-        validation_data=batches(*val, params.batch_size),
+        train,
+        validation_data=val,
         epochs=params.epochs,
         callbacks=[*callbacks, keep],
-        shuffle=False,  # the tf.data pipeline reshuffles each epoch
         verbose=2,
     )
     return Summary(keep.best_epoch + 1, params.epochs, keep.best_logs)

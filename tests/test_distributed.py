@@ -1,0 +1,93 @@
+"""Distributed training: two worker processes on localhost train a tiny model with
+`train.strategy: multi_worker` (tf.distribute.MultiWorkerMirroredStrategy over $TF_CONFIG)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from blastcell import shards
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _prepared(folder: Path, size: int) -> None:
+    """A prepared folder of random images, as the prepare stage writes it."""
+    rng = np.random.default_rng(0)
+    counts = {"train": 24, "val": 8, "test": 8}
+    for split, n in counts.items():
+        images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        shards.write(folder, split, zip(images, np.arange(n) % 2, strict=True), n, 10)
+    shards.write_spec(folder, size, ["not_blast", "blast"], counts)
+
+
+def test_two_workers_train_to_completion_and_only_the_chief_writes(tmp_path):
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    _prepared(prepared, 32)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["model"].update(width=0.125, dense_units=16)
+    raw["train"].update(epochs=2, batch_size=8, strategy="multi_worker", precision="float32")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    workers = []
+    for index in range(2):
+        out = tmp_path / f"worker{index}"
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
+        cmd = [
+            sys.executable,
+            str(ROOT / "stages" / "train.py"),
+            "--params", str(params),
+            "--input", str(prepared),
+            "--model", str(out / "model.keras"),
+            "--live", str(out / "live"),
+            "--metrics", str(out / "train.json"),
+        ]  # fmt: skip
+        workers.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    logs = []
+    try:
+        for proc in workers:
+            logs.append(proc.communicate(timeout=600)[0])
+    finally:
+        for proc in workers:
+            proc.kill()
+    for index, proc in enumerate(workers):
+        assert proc.returncode == 0, f"worker {index} failed:\n{logs[index][-20000:]}"
+    assert "2 replica(s)" in logs[0]
+
+    chief, other = tmp_path / "worker0", tmp_path / "worker1"
+    summary = json.loads((chief / "train.json").read_text())
+    assert summary["epochs"] == 2
+    assert summary["train_images"] == 24
+    assert (chief / "model.keras").is_file()
+    assert json.loads((chief / "classes.json").read_text()) == ["not_blast", "blast"]
+    assert not other.exists()  # the other worker trained in step but wrote nothing
