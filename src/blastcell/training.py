@@ -135,6 +135,7 @@ def fit(
         validation_data=val,
         epochs=params.epochs,
         callbacks=[*callbacks, keep],
+        shuffle=False,  # the dataset reshuffles itself each epoch
         verbose=2,
     )
     return Summary(keep.best_epoch + 1, params.epochs, keep.best_logs)
