@@ -6,111 +6,22 @@ and that metrics and plots compare across git branches.
 """
 
 import json
-import os
-import re
 import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from dvc_repo import STAGES, Repo, dvc, ran_stages, repro, run, set_params
 
-ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["synthesize", "augment", "prepare", "train", "evaluate"]
 DATA_STAGES = ["synthesize", "augment", "prepare"]
-TINY = {
-    "synthesize": {"n_blast": 12, "n_not_blast": 12, "image_size": 64},
-    "augment": {"copies": 2},
-    "prepare": {"image_size": 32},
-    "model": {"width": 0.125, "dense_units": 32},
-    "train": {"epochs": 2, "batch_size": 16},
-    "evaluate": {"batch_size": 16},
-}
 
 pytestmark = pytest.mark.slow
 
 
-def run(repo: "Repo", *cmd: str) -> str:
-    """Run a command in the repo; fail the test with its output if it fails."""
-    result = subprocess.run(cmd, cwd=repo.path, capture_output=True, text=True, env=repo.env)
-    if result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
-    return result.stdout + result.stderr
-
-
-def dvc(repo: "Repo", *args: str) -> str:
-    return run(repo, sys.executable, "-m", "dvc", *args)
-
-
-def repro(repo: "Repo", *args: str) -> list[str]:
-    """`dvc repro`; returns the stages that actually ran, in order."""
-    return re.findall(r"Running stage '([\w@-]+)'", dvc(repo, "repro", *args))
-
-
-def set_params(repo: "Repo", **changes: object) -> None:
-    """Change params.yaml like `dvc exp run -S section.key=value` does."""
-    path = repo / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        section, key = dotted.split("__")
-        raw[section][key] = value
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
-def out_hashes(repo: "Repo", stages: list[str]) -> dict[str, list[str]]:
+def out_hashes(repo: Repo, stages: list[str]) -> dict[str, list[str]]:
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     return {s: [o["md5"] for o in lock[s]["outs"]] for s in stages}
-
-
-@dataclass
-class Repo:
-    """A temporary git + DVC repo holding the pipeline, and the environment to run it in."""
-
-    path: Path
-    env: dict[str, str]
-
-    def __truediv__(self, other: str) -> Path:
-        return self.path / other
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Repo:
-    path = tmp_path_factory.mktemp("pipeline") / "repo"
-    path.mkdir()
-    for name in ["dvc.yaml", "params.yaml", ".gitignore"]:
-        shutil.copy(ROOT / name, path / name)
-    shutil.copytree(ROOT / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(
-        ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-    )
-    raw = yaml.safe_load((path / "params.yaml").read_text())
-    for section, values in TINY.items():
-        raw[section].update(values)
-    (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    env = {
-        **os.environ,
-        "BLASTCELL_TRACE": str(path.parent / "trace.jsonl"),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    repo = Repo(path, env)
-    run(repo, "git", "init", "-q", "-b", "main")
-    dvc(repo, "init", "-q")
-    run(repo, "git", "add", "-A")  # DVCLive needs a commit to exist
-    run(repo, "git", "commit", "-q", "-m", "tiny pipeline, not yet run")
-    assert repro(repo) == STAGES
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-q", "-m", "tiny pipeline, run")
-    return repo
 
 
 def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
@@ -233,8 +144,7 @@ def _exp_run_on(repo: Repo, folder: str) -> list[str]:
     dvc(repo, "add", "-q", folder)
     run(repo, "git", "add", f"{folder}.dvc", "data/.gitignore")
     run(repo, "git", "commit", "-q", "-m", f"add {folder}")
-    out = dvc(repo, "exp", "run", "-S", f"data.dir={folder}")
-    return re.findall(r"Running stage '([\w@-]+)'", out)
+    return ran_stages(dvc(repo, "exp", "run", "-S", f"data.dir={folder}"))
 
 
 def test_a_dvc_added_four_class_jpeg_folder_runs_end_to_end(repo):

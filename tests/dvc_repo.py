@@ -1,0 +1,106 @@
+"""A temporary git + DVC repo holding the real pipeline on tiny params, and helpers to drive it.
+
+Shared by the end-to-end tests (test_pipeline.py, test_team.py) through the `repo` fixture in
+conftest.py.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ["synthesize", "augment", "prepare", "train", "evaluate"]
+TINY = {
+    "synthesize": {"n_blast": 12, "n_not_blast": 12, "image_size": 64},
+    "augment": {"copies": 2},
+    "prepare": {"image_size": 32},
+    "model": {"width": 0.125, "dense_units": 32},
+    "train": {"epochs": 2, "batch_size": 16},
+    "evaluate": {"batch_size": 16},
+}
+
+
+@dataclass
+class Repo:
+    """A temporary git + DVC repo holding the pipeline, and the environment to run it in."""
+
+    path: Path
+    env: dict[str, str]
+
+    def __truediv__(self, other: str) -> Path:
+        return self.path / other
+
+
+def run(repo: Repo, *cmd: str) -> str:
+    """Run a command in the repo; fail the test with its output if it fails."""
+    result = subprocess.run(cmd, cwd=repo.path, capture_output=True, text=True, env=repo.env)
+    if result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result.stdout + result.stderr
+
+
+def dvc(repo: Repo, *args: str) -> str:
+    return run(repo, sys.executable, "-m", "dvc", *args)
+
+
+def ran_stages(output: str) -> list[str]:
+    """The stages a `dvc repro` or `dvc exp run` ran, in order, from its output."""
+    return re.findall(r"Running stage '([\w@-]+)'", output)
+
+
+def repro(repo: Repo, *args: str) -> list[str]:
+    """`dvc repro`; returns the stages that actually ran, in order."""
+    return ran_stages(dvc(repo, "repro", *args))
+
+
+def set_params(repo: Repo, **changes: object) -> None:
+    """Change params.yaml like `dvc exp run -S section.key=value` does."""
+    path = repo / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        raw[section][key] = value
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def build_repo(path: Path) -> Repo:
+    """A git + DVC repo at `path` with the pipeline on tiny params, run once and committed."""
+    path.mkdir()
+    for name in ["dvc.yaml", "params.yaml", ".gitignore"]:
+        shutil.copy(ROOT / name, path / name)
+    shutil.copytree(ROOT / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
+    raw = yaml.safe_load((path / "params.yaml").read_text())
+    for section, values in TINY.items():
+        raw[section].update(values)
+    (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {
+        **os.environ,
+        "BLASTCELL_TRACE": str(path.parent / "trace.jsonl"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    repo = Repo(path, env)
+    run(repo, "git", "init", "-q", "-b", "main")
+    dvc(repo, "init", "-q")
+    run(repo, "git", "add", "-A")  # DVCLive needs a commit to exist
+    run(repo, "git", "commit", "-q", "-m", "tiny pipeline, not yet run")
+    assert repro(repo) == STAGES
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "tiny pipeline, run")
+    return repo
