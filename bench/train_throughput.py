@@ -6,12 +6,14 @@ ours: TFRecord shards streamed by tf.data (shuffle buffer, parallel parse, prefe
 model under `train.precision` (auto: mixed bfloat16 on a CPU with AVX512-BF16/AMX).
 seed: every image in memory as one float32 NumPy array, `model.fit(x, y, shuffle=True)`, float32.
 
-1. Default configuration (params.yaml): both train for `train.epochs` on the default data, keep
-   the best epoch by validation loss, and are scored on the test set; throughput is training
-   images per second over whole epochs (validation excluded), median of the epochs after the
-   first (which traces the graph).
-2. The seed's exact configuration (width 1.0, 257 x 257, batch 100): one timed epoch each,
-   after a two-batch warm-up.
+Machines here are noisy (this 2-core VM's speed swings by up to 2x from minute to minute), so
+throughput is measured in alternating rounds, one whole training epoch of each way per round
+(validation excluded), after a warm-up; the ratio is the median of the per-round ratios.
+
+1. Default configuration (params.yaml): throughput over 5 rounds; then each way trains from
+   scratch for `train.epochs`, keeps its best epoch by validation loss and is scored on the test
+   set (does the fast path change accuracy?).
+2. The seed's exact configuration (width 1.0, 257 x 257, batch 100): 2 rounds.
 3. The input pipeline alone: images per second of iterating the train split's shards with no
    model, to show whether reading the data could be the bottleneck.
 
@@ -66,10 +68,11 @@ class EpochTimer(keras.callbacks.Callback):
         self._close()
 
 
-def load_arrays(folder: Path, split: str, spec: shards.Spec) -> tuple[np.ndarray, np.ndarray]:
+def load_arrays(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The seed's way: the whole split as float32 pixels and one-hot labels in memory."""
+    spec = shards.read_spec(folder)
     xs, ys = [], []
-    for x, y in shards.iterate(folder, split, spec.image_size, len(spec.classes), 256):
+    for x, y in shards.iterate(folder, split, 256):
         xs.append(x.astype(np.float32))
         ys.append(y)
     return np.concatenate(xs), np.eye(len(spec.classes), dtype=np.float32)[np.concatenate(ys)]
@@ -83,83 +86,91 @@ def build(params: P.Params, spec: shards.Spec, policy: str) -> keras.Model:
     return net
 
 
-def streamed(folder: Path, split: str, spec: shards.Spec, params: P.Params, shuffle: bool):
-    cfg = params.train
-    return shards.dataset(
-        folder,
-        split,
-        spec.image_size,
-        len(spec.classes),
-        cfg.batch_size,
-        shuffle_buffer=cfg.shuffle_buffer if shuffle else None,
-        seed=params.base.seed,
-    )
+class Way:
+    """One way of training: a model and how `fit` is fed (ours: shards; seed: arrays)."""
+
+    def __init__(self, name: str, folder: Path, params: P.Params) -> None:
+        self.name, self.folder, self.params = name, folder, params
+        self.spec = shards.read_spec(folder)
+        cfg = params.train
+        if name == "ours":
+            self.policy = M.resolve_precision(cfg.precision)
+            shuffled = shards.dataset(
+                folder, "train", cfg.batch_size, cfg.shuffle_buffer, params.base.seed
+            )
+            self.fit_args = {"x": shuffled, "shuffle": False}
+            self.val = shards.dataset(folder, "val", cfg.batch_size)
+        else:
+            self.policy = "float32"
+            x, y = load_arrays(folder, "train")
+            self.fit_args = {"x": x, "y": y, "batch_size": cfg.batch_size, "shuffle": True}
+            self.val = load_arrays(folder, "val")
+        self.net = build(params, self.spec, self.policy)
+
+    def warm_up(self) -> None:
+        """Trace the training step on two batches."""
+        bs = self.params.train.batch_size
+        if self.name == "ours":
+            self.net.fit(self.fit_args["x"].take(2), epochs=1, shuffle=False, verbose=0)
+        else:
+            x, y = self.fit_args["x"][: 2 * bs], self.fit_args["y"][: 2 * bs]
+            self.net.fit(x, y, batch_size=bs, epochs=1, verbose=0)
+
+    def epoch_rate(self) -> float:
+        """Training images per second over one whole epoch."""
+        keras.mixed_precision.set_global_policy(self.policy)
+        timer = EpochTimer()
+        self.net.fit(**self.fit_args, epochs=1, callbacks=[timer], verbose=0)
+        return self.spec.images["train"] / timer.seconds[0]
+
+    def train_and_score(self, epochs: int) -> float:
+        """Train a fresh model for `epochs`, keep the best by validation, test accuracy."""
+        self.net = build(self.params, self.spec, self.policy)
+        keep = training.KeepBest(self.params.train.monitor)
+        self.net.fit(
+            **self.fit_args, validation_data=self.val, epochs=epochs, callbacks=[keep], verbose=0
+        )
+        hits = total = 0
+        for x, y in shards.iterate(self.folder, "test", 100):
+            hits += int(np.sum(np.argmax(self.net.predict_on_batch(x), axis=1) == y))
+            total += len(y)
+        return hits / total
 
 
-def test_accuracy(net: keras.Model, folder: Path, spec: shards.Spec) -> float:
-    hits = total = 0
-    for x, y in shards.iterate(folder, "test", spec.image_size, len(spec.classes), 100):
-        hits += int(np.sum(np.argmax(net.predict_on_batch(x), axis=1) == y))
-        total += len(y)
-    return hits / total
-
-
-def rate(n_images: int, seconds: list[float]) -> float:
-    """Images per second: median epoch after the first (which traces), or the only one."""
-    timed = seconds[1:] or seconds
-    return n_images / statistics.median(timed)
-
-
-def default_config(folder: Path, params: P.Params, epochs: int) -> dict:
-    """Train to the end both ways on the default data; throughput and test accuracy."""
-    spec = shards.read_spec(folder)
-    n_train = spec.images["train"]
-    out: dict = {"train_images": n_train, "epochs": epochs}
-    cfg = params.train
-    runs = {}
-
-    policy = M.resolve_precision(cfg.precision)
-    net = build(params, spec, policy)
-    timer, keep = EpochTimer(), training.KeepBest(cfg.monitor)
-    net.fit(
-        streamed(folder, "train", spec, params, shuffle=True),
-        validation_data=streamed(folder, "val", spec, params, shuffle=False),
-        epochs=epochs,
-        callbacks=[timer, keep],
-        shuffle=False,  # the dataset reshuffles itself, as in the train stage
-        verbose=0,
-    )
-    runs["ours"] = (policy, rate(n_train, timer.seconds), test_accuracy(net, folder, spec))
-
-    x, y = load_arrays(folder, "train", spec)
-    val = load_arrays(folder, "val", spec)
-    net = build(params, spec, "float32")
-    timer, keep = EpochTimer(), training.KeepBest(cfg.monitor)
-    net.fit(
-        x,
-        y,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        validation_data=val,
-        epochs=epochs,
-        callbacks=[timer, keep],
-        verbose=0,
-    )
-    runs["seed"] = ("float32", rate(n_train, timer.seconds), test_accuracy(net, folder, spec))
-    del x, y, val
-
-    for name, (policy, speed, acc) in runs.items():
-        out[f"{name}_policy"] = policy
-        out[f"{name}_images_per_s"] = round(speed, 1)
-        out[f"{name}_test_accuracy"] = round(acc, 4)
-    out["test_images"] = spec.images["test"]
-    out["ratio"] = round(runs["ours"][1] / runs["seed"][1], 2)
-    out["accuracy_difference_points"] = round(100 * (runs["ours"][2] - runs["seed"][2]), 2)
+def rounds(ways: list[Way], n: int) -> dict:
+    """Alternate one epoch of each way, `n` times, after a warm-up of each."""
+    for way in ways:
+        way.warm_up()
+    rates: dict[str, list[float]] = {way.name: [] for way in ways}
+    for _ in range(n):
+        for way in ways:
+            rates[way.name].append(way.epoch_rate())
+    ratios = [a / b for a, b in zip(rates["ours"], rates["seed"], strict=True)]
+    out: dict = {"rounds": n, "train_images": ways[0].spec.images["train"]}
+    for way in ways:
+        out[f"{way.name}_policy"] = way.policy
+        out[f"{way.name}_images_per_s"] = round(statistics.median(rates[way.name]), 1)
+        out[f"{way.name}_round_images_per_s"] = [round(r, 1) for r in rates[way.name]]
+    out["ratio"] = round(statistics.median(ratios), 2)
+    out["round_ratios"] = [round(r, 2) for r in ratios]
     return out
 
 
-def seed_config(augmented: Path, params_path: Path, quick: bool) -> dict:
-    """One timed epoch each way at the seed's exact configuration (after a short warm-up)."""
+def default_config(folder: Path, params: P.Params, n_rounds: int, epochs: int) -> dict:
+    """Throughput in rounds, then a full training run each way and its test accuracy."""
+    ways = [Way("ours", folder, params), Way("seed", folder, params)]
+    out = rounds(ways, n_rounds)
+    out["epochs"] = epochs
+    out["test_images"] = ways[0].spec.images["test"]
+    for way in ways:
+        out[f"{way.name}_test_accuracy"] = round(way.train_and_score(epochs), 4)
+    diff = out["ours_test_accuracy"] - out["seed_test_accuracy"]
+    out["accuracy_difference_points"] = round(100 * diff, 2)
+    return out
+
+
+def seed_config(augmented: Path, params_path: Path, quick: bool, n_rounds: int) -> dict:
+    """Rounds of one epoch each way at the seed's exact configuration."""
     overrides = list(SEED_CONFIG) + (["prepare.image_size=96"] if quick else [])
     params = P.load(params_path, overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,47 +180,20 @@ def seed_config(augmented: Path, params_path: Path, quick: bool) -> dict:
             P.set_dotted(raw, item)
         (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         sys.path.insert(0, str(ROOT / "stages"))
-        import prepare  # the prepare stage itself, at 257 x 257
+        import prepare  # the prepare stage itself, at the seed's image size
 
         prepare.main(
             ["--params", f"{tmp}/params.yaml", "--input", str(augmented), "--output", str(folder)]
         )
-        spec = shards.read_spec(folder)
-        n = spec.images["train"]
-        speeds = {}
-        policy = M.resolve_precision(params.train.precision)
-        net = build(params, spec, policy)
-        warm = streamed(folder, "train", spec, params, shuffle=True).take(2)
-        net.fit(warm, epochs=1, shuffle=False, verbose=0)
-        timer = EpochTimer()
-        net.fit(
-            streamed(folder, "train", spec, params, shuffle=True),
-            epochs=1,
-            callbacks=[timer],
-            shuffle=False,
-            verbose=0,
-        )
-        speeds["ours"] = (policy, n / timer.seconds[0])
-
-        x, y = load_arrays(folder, "train", spec)
-        net = build(params, spec, "float32")
-        bs = params.train.batch_size
-        net.fit(x[: 2 * bs], y[: 2 * bs], batch_size=bs, epochs=1, verbose=0)
-        timer = EpochTimer()
-        net.fit(x, y, batch_size=bs, shuffle=True, epochs=1, callbacks=[timer], verbose=0)
-        speeds["seed"] = ("float32", n / timer.seconds[0])
-    out = {"image_size": spec.image_size, "width": params.model.width, "train_images": n}
-    for name, (policy, speed) in speeds.items():
-        out[f"{name}_policy"] = policy
-        out[f"{name}_images_per_s"] = round(speed, 1)
-    out["ratio"] = round(speeds["ours"][1] / speeds["seed"][1], 2)
+        out = rounds([Way("ours", folder, params), Way("seed", folder, params)], n_rounds)
+    out["image_size"], out["width"] = params.prepare.image_size, params.model.width
     return out
 
 
 def input_pipeline(folder: Path, params: P.Params) -> float:
     """Images per second of streaming the train split with no model (second pass)."""
-    spec = shards.read_spec(folder)
-    ds = streamed(folder, "train", spec, params, shuffle=True)
+    cfg = params.train
+    ds = shards.dataset(folder, "train", cfg.batch_size, cfg.shuffle_buffer, params.base.seed)
     for _ in ds:  # first pass warms the file cache
         pass
     start, n = time.perf_counter(), 0
@@ -229,8 +213,8 @@ def measure(
             raise SystemExit(f"{folder} is missing: run `dvc repro prepare` (or `dvc pull`) first")
     params = P.load(params_path)
     epochs = 2 if quick else params.train.epochs
-    default = default_config(data, params, epochs)
-    seed = seed_config(augmented, params_path, quick)
+    default = default_config(data, params, 2 if quick else 5, epochs)
+    seed = seed_config(augmented, params_path, quick, 1 if quick else 2)
     return {
         "train_throughput_ratio": default["ratio"],
         "train_images_per_s": default["ours_images_per_s"],
@@ -255,18 +239,19 @@ def main() -> None:
     args = parser.parse_args()
     r = measure(args.quick, args.data, args.augmented, args.params)
     d, s = r["train_detail"]["default"], r["train_detail"]["seed_config"]
-    print(f"default config, {d['train_images']} train images x {d['epochs']} epochs:")
+    print(f"default config, {d['train_images']} train images, {d['rounds']} rounds:")
     for name in ("ours", "seed"):
         print(
             f"  {name:>4} ({d[f'{name}_policy']:>14}): {d[f'{name}_images_per_s']:7.1f} images/s, "
-            f"test accuracy {d[f'{name}_test_accuracy']:.4f} on {d['test_images']} images"
+            f"test accuracy {d[f'{name}_test_accuracy']:.4f} on {d['test_images']} images "
+            f"after {d['epochs']} epochs"
         )
-    print(f"  ratio ours / seed: {d['ratio']:.2f}")
-    print(f"seed's exact config (width {s['width']}, {s['image_size']} px), one epoch:")
+    print(f"  ratio ours / seed: {d['ratio']:.2f} (rounds: {d['round_ratios']})")
+    print(f"seed's exact config (width {s['width']}, {s['image_size']} px), {s['rounds']} rounds:")
     for name in ("ours", "seed"):
         speed = s[f"{name}_images_per_s"]
         print(f"  {name:>4} ({s[f'{name}_policy']:>14}): {speed:7.1f} images/s")
-    print(f"  ratio ours / seed: {s['ratio']:.2f}")
+    print(f"  ratio ours / seed: {s['ratio']:.2f} (rounds: {s['round_ratios']})")
     print(f"input pipeline alone: {r['input_pipeline_images_per_s']:.0f} images/s")
     print(json.dumps(r, indent=2))
 

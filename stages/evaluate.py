@@ -29,11 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     spec = shards.read_spec(args.data)
     classes = spec.classes
     model = keras.models.load_model(args.model, safe_mode=True)
-    batches = shards.iterate(
-        args.data, "test", spec.image_size, len(classes), params.evaluate.batch_size
-    )
     labels, probs = [], []
-    for x, y in batches:  # streamed: memory holds one batch of images
+    # streamed: memory holds one batch of images at a time
+    for x, y in shards.iterate(args.data, "test", params.evaluate.batch_size):
         labels.append(y)
         probs.append(np.asarray(model.predict_on_batch(x)))
     y_true, y_pred = np.concatenate(labels), np.argmax(np.concatenate(probs), axis=1)

@@ -52,8 +52,6 @@ def main(argv: list[str] | None = None) -> None:
         shards.dataset(
             args.input,
             name,
-            spec.image_size,
-            n_classes,
             cfg.batch_size,
             shuffle_buffer=cfg.shuffle_buffer if name == "train" else None,
             seed=params.base.seed,

@@ -21,9 +21,10 @@ def _ids(batch: np.ndarray) -> list[int]:
 
 def test_round_trip_in_order_across_shards(tmp_path):
     paths = shards.write(tmp_path, "train", iter(_images(10)), 10, shard_size=4)
+    shards.write_spec(tmp_path, SIZE, ["a", "b", "c"], {"train": 10})
     assert [p.name for p in paths] == [f"train-0000{i}-of-00003.tfrecord" for i in range(3)]
     assert shards.find(tmp_path, "train") == paths
-    batches = list(shards.iterate(tmp_path, "train", SIZE, 3, batch_size=3))
+    batches = list(shards.iterate(tmp_path, "train", batch_size=3))
     x = np.concatenate([b[0] for b in batches])
     y = np.concatenate([b[1] for b in batches])
     assert [len(b[0]) for b in batches] == [3, 3, 3, 1]
@@ -57,9 +58,10 @@ def test_missing_shards_are_named(tmp_path):
 
 def test_shuffle_changes_every_epoch_reproducibly_and_loses_nothing(tmp_path):
     shards.write(tmp_path, "train", iter(_images(40)), 40, shard_size=8)
+    shards.write_spec(tmp_path, SIZE, ["a", "b", "c"], {"train": 40})
 
     def epochs(n: int) -> list[list[int]]:
-        ds = shards.dataset(tmp_path, "train", SIZE, 3, 40, shuffle_buffer=10, seed=7)
+        ds = shards.dataset(tmp_path, "train", 40, shuffle_buffer=10, seed=7)
         return [_ids(next(iter(ds))[0].numpy()) for _ in range(n)]
 
     first, second = epochs(2)
@@ -67,6 +69,12 @@ def test_shuffle_changes_every_epoch_reproducibly_and_loses_nothing(tmp_path):
     assert first != second  # a new epoch, a new order
     assert epochs(2) == [first, second]  # and the same orders on every run
     assert first != list(range(40))
+    assert ds_length(tmp_path) == 1
+
+
+def ds_length(folder) -> int:
+    """Batches per epoch as Keras sees it before iterating (known, not 'unknown')."""
+    return int(shards.dataset(folder, "train", 40, shuffle_buffer=10).cardinality())
 
 
 def test_spec_round_trip(tmp_path):

@@ -86,7 +86,7 @@ def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
     spec = shards.read_spec(prep)
     assert spec.image_size == 32
     assert sum(spec.images.values()) == 24 - spec.images["test"]  # test: originals, no copies
-    batches = list(shards.iterate(prep, "test", 32, 2, batch_size=100))
+    batches = list(shards.iterate(prep, "test", batch_size=100))
     (test_x, _), n_test = batches[0], spec.images["test"]
     assert test_x.dtype == np.uint8
     assert test_x.shape == (n_test, 32, 32, 3)

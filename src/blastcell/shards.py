@@ -123,8 +123,6 @@ def _parse(image_size: int, n_classes: int):
 def dataset(
     folder: Path,
     split: str,
-    image_size: int,
-    n_classes: int,
     batch_size: int,
     shuffle_buffer: int | None = None,
     seed: int = 0,
@@ -132,10 +130,12 @@ def dataset(
 ) -> tf.data.Dataset:
     """Batches of (uint8 images, one-hot float32 labels) streamed from a split's shards.
 
+    Image size, classes and the number of images come from the folder's spec.json.
     With `shuffle_buffer`, the order changes every epoch (seeded); without, it is the stored
     order. `shard_by_data` makes a multi-worker strategy split the batches between workers
     rather than the files (there may be fewer files than workers).
     """
+    spec = read_spec(folder)
     paths = [str(p) for p in find(folder, split)]
     if shuffle_buffer:
         files = tf.data.Dataset.from_tensor_slices(paths).shuffle(
@@ -149,8 +149,12 @@ def dataset(
         ).shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
     else:
         records = tf.data.TFRecordDataset(paths)
-    ds = records.batch(batch_size).map(
-        _parse(image_size, n_classes), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    n_batches = -(-spec.images[split] // batch_size)
+    parse = _parse(spec.image_size, len(spec.classes))
+    ds = (
+        records.batch(batch_size)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .apply(tf.data.experimental.assert_cardinality(n_batches))  # Keras knows the epoch length
     )
     if shard_by_data:
         options = tf.data.Options()
@@ -161,9 +165,7 @@ def dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def iterate(
-    folder: Path, split: str, image_size: int, n_classes: int, batch_size: int
-) -> Iterator:
+def iterate(folder: Path, split: str, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(images, labels) NumPy batches of a split in stored order, labels as class indices."""
-    for x, y in dataset(folder, split, image_size, n_classes, batch_size):
+    for x, y in dataset(folder, split, batch_size):
         yield x.numpy(), np.argmax(y.numpy(), axis=1)
