@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from blastcell.augment import (
     FILL_MODES,
+    Source,
     Transform,
     apply_transform,
     augment_image,
+    copies,
     random_transform,
+    write_sets,
 )
+from blastcell.data import DataError, write_image
+from blastcell.params import AugmentParams
 
 # Keras's legacy module calls the deprecated scipy.ndimage.interpolation namespace.
 pytestmark = pytest.mark.filterwarnings(
@@ -268,3 +275,62 @@ def test_bad_inputs_raise():
         random_transform(np.random.RandomState(0), (8, 8), **SEED_RANGES)
     with pytest.raises(ValueError, match="shape"):
         random_transform(np.random.default_rng(0), (0, 8), **SEED_RANGES)
+
+
+def write_with_pid(path: Path, image: np.ndarray) -> None:
+    """Write the image and, beside it, the id of the process that wrote it."""
+    write_image(path, image)
+    path.with_suffix(".pid").write_text(str(os.getpid()))
+
+
+def fail_on_second(path: Path, image: np.ndarray) -> None:
+    if path.name.startswith("s1_"):
+        raise OSError("disk full")
+    write_image(path, image)
+
+
+def _sources(n: int, keep: int = 0) -> list[Source]:
+    rng = np.random.default_rng(1)
+    return [
+        Source(
+            f"in/s{i}.tif",
+            f"s{i}.tif",
+            f"s{i}",
+            rng.integers(0, 256, (32, 40, 3), np.uint8),
+            i < keep,
+        )
+        for i in range(n)
+    ]
+
+
+def test_write_sets_in_workers_match_one_process(tmp_path):
+    params = AugmentParams(copies=2)
+    sources = _sources(6, keep=2)
+    out = {}
+    for workers in (1, 2):
+        folder = tmp_path / str(workers)
+        folder.mkdir()
+        got = list(write_sets(folder, sources, params, 7, workers=workers, write=write_with_pid))
+        assert [s.key for s, _ in got] == [s.key for s in sources]
+        kept = [images for _, images in got if images is not None]
+        assert len(kept) == 2
+        first = [sources[0].pixels, *copies(sources[0].pixels, "s0.tif", params, 7)]
+        assert [a.tobytes() for a in kept[0]] == [a.tobytes() for a in first]
+        pids = {p.read_text() for p in folder.glob("*.pid")}
+        if workers == 1:
+            assert pids == {str(os.getpid())}
+        else:  # written by the workers
+            assert pids
+            assert str(os.getpid()) not in pids
+        out[workers] = {p.name: p.read_bytes() for p in folder.glob("*.png")}
+    assert len(out[1]) == 18
+    assert out[2] == out[1]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_write_sets_error_names_the_source(tmp_path, workers):
+    params = AugmentParams(copies=1)
+    with pytest.raises(
+        DataError, match=r"^in/s1.tif: cannot augment or write its copies: disk full$"
+    ):
+        list(write_sets(tmp_path, _sources(4), params, 0, workers=workers, write=fail_on_second))

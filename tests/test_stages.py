@@ -125,3 +125,67 @@ def test_bad_data_folders_are_named_and_leave_no_output(tmp_path, params):
         stage("augment").main(args)
     assert not out.exists()
     assert list(tmp_path.glob(".augmented*")) == []  # no temporary folder left either
+
+
+def _augment_into(folder: Path, data: Path, params: Path, workers: int) -> dict[str, bytes]:
+    """Run the augment stage with `workers` processes; every output file's bytes by name."""
+    _edit(params, "augment", "workers", workers)
+    stage("augment").main(["--params", str(params), *augment_args(data, folder)])
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files}
+
+
+def test_augment_outputs_do_not_depend_on_workers(tmp_path, params):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(7):
+        write_image(
+            data / f"Im{i + 1:03d}_{i % 2}.tif", rng.integers(0, 256, (40, 40, 3), np.uint8)
+        )
+    (data / "Im008_1.tif").write_bytes((data / "Im002_1.tif").read_bytes())  # a duplicate
+    _edit(params, "augment", "copies", 2)
+    one = _augment_into(tmp_path / "one", data, params, workers=1)
+    two = _augment_into(tmp_path / "two", data, params, workers=2)
+    assert len([name for name in one if name.endswith("_2.png")]) == 8
+    assert b",Im002_1.tif,\n" in one["manifest.csv"]  # Im008 is its duplicate
+    assert two == one  # PNGs, index.csv, classes.json, manifest, metrics and preview
+
+
+def test_augment_stage_passes_augment_workers_on(tmp_path, params, monkeypatch):
+    from blastcell import augment
+
+    seen = []
+    write_sets = augment.write_sets
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["workers"])
+        return write_sets(*args, **kwargs)
+
+    monkeypatch.setattr(augment, "write_sets", spy)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_image(data / "Im001_1.tif", np.full((16, 16, 3), 200, np.uint8))
+    write_image(data / "Im002_0.tif", np.full((16, 16, 3), 100, np.uint8))
+    _augment_into(tmp_path / "out", data, params, workers=3)
+    assert seen == [3]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_augment_error_in_a_worker_names_the_file_and_leaves_no_output(tmp_path, params, workers):
+    data, out = tmp_path / "data", tmp_path / "augmented"
+    (data / "blast").mkdir(parents=True)
+    (data / "normal").mkdir()
+    long = data / "blast" / ("a" * 251 + ".png")  # readable, but its outputs' names are too long
+    write_image(long, np.full((16, 16, 3), 200, np.uint8))
+    write_image(data / "blast" / "b.png", np.full((16, 16, 3), 150, np.uint8))
+    write_image(data / "normal" / "c.png", np.full((16, 16, 3), 100, np.uint8))
+    (data / "normal" / "d.png").write_bytes(b"truncated")  # read after the long one is sent
+    _edit(params, "augment", "workers", workers)
+    args = ["--params", str(params), *augment_args(data, tmp_path)]
+    with pytest.raises(
+        DataError, match=rf"{long}: cannot augment or write its copies: .*too long"
+    ):
+        stage("augment").main(args)
+    assert not out.exists()
+    assert list(tmp_path.glob(".augmented*")) == []

@@ -32,22 +32,33 @@ Fill modes (Keras/scipy name -> what is done here):
 
 Interpolation is bilinear (order 1); the result is cast to float32 (Keras works on float32
 arrays), rounded half to even with ``np.rint`` and clipped to ``0..255``.
+
+:func:`write_sets` augments and writes a data set's images in worker processes, for the
+augment stage; it calls the writer it is given.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import numpy as np
 from skimage.transform import AffineTransform, warp
 
+from blastcell.data import DataError
 from blastcell.params import FILL_MODES, AugmentParams
 
 __all__ = [
     "FILL_MODES",
+    "Source",
     "Transform",
     "apply_transform",
     "augment_image",
@@ -56,6 +67,7 @@ __all__ = [
     "random_transform",
     "source_rng",
     "transform_matrix",
+    "write_sets",
 ]
 
 # FILL_MODES (Keras names) is defined with the params that choose among them.
@@ -302,10 +314,9 @@ def source_rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, *digest.tolist()])
 
 
-def copies(image: np.ndarray, key: str, params: AugmentParams, seed: int) -> list[np.ndarray]:
-    """The `params.copies` augmented copies of one source image, from its own random stream."""
-    rng = source_rng(seed, key)
-    settings = {
+def _settings(params: AugmentParams) -> dict[str, object]:
+    """The keyword arguments of :func:`augment_image` that ``params`` sets."""
+    return {
         "rotation_range": params.rotation_range,
         "width_shift_range": params.width_shift_range,
         "height_shift_range": params.height_shift_range,
@@ -316,9 +327,116 @@ def copies(image: np.ndarray, key: str, params: AugmentParams, seed: int) -> lis
         "fill_mode": params.fill_mode,
         "cval": params.cval,
     }
-    return [augment_image(image, rng, **settings) for _ in range(params.copies)]
+
+
+def _copies(
+    image: np.ndarray, key: str, n: int, settings: dict[str, object], seed: int
+) -> list[np.ndarray]:
+    rng = source_rng(seed, key)
+    return [augment_image(image, rng, **settings) for _ in range(n)]
+
+
+def copies(image: np.ndarray, key: str, params: AugmentParams, seed: int) -> list[np.ndarray]:
+    """The `params.copies` augmented copies of one source image, from its own random stream."""
+    return _copies(image, key, params.copies, _settings(params), seed)
 
 
 def output_stem(key: str) -> str:
     """The file-name stem of a source's augmented set: its relative path, '/' as '__'."""
     return str(PurePosixPath(key).with_suffix("")).replace("/", "__")
+
+
+class Source(NamedTuple):
+    """One source image for :func:`write_sets`."""
+
+    path: str  # the input file, named in errors
+    key: str  # seeds its copies (see source_rng)
+    stem: str  # its files are {stem}_{k}.png, k = 0 for the original, 1.. for the copies
+    pixels: np.ndarray
+    keep: bool  # hand the original and its copies back (e.g. for a preview)
+
+
+Writer = Callable[[Path, np.ndarray], None]
+
+
+def _write_set(
+    folder: Path, source: Source, n: int, settings: dict[str, object], seed: int, write: Writer
+) -> list[np.ndarray] | None:
+    """Augment one source and write it with its copies; run in a worker process."""
+    try:
+        images = [source.pixels, *_copies(source.pixels, source.key, n, settings, seed)]
+        for k, pixels in enumerate(images):
+            write(folder / f"{source.stem}_{k}.png", pixels)
+    except Exception as err:  # anything: name the file, whichever process it happened in
+        raise DataError(f"{source.path}: cannot augment or write its copies: {err}") from err
+    return images if source.keep else None
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """forkserver (else spawn), not fork: the caller may hold threads (e.g. TensorFlow's)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # Have the server import this module (numpy, scikit-image: ~0.5 s) once, before it forks
+    # the workers, rather than each worker import it.  This is the process's one forkserver:
+    # it applies only if none was started yet, and keeps its default, "__main__".
+    context.set_forkserver_preload(["__main__", __name__])
+    return context
+
+
+def write_sets(
+    folder: Path,
+    sources: Iterable[Source],
+    params: AugmentParams,
+    seed: int,
+    *,
+    workers: int = 1,
+    write: Writer,
+) -> Iterator[tuple[Source, list[np.ndarray] | None]]:
+    """Write every source (copy 0) and its `params.copies` copies into `folder` as PNG.
+
+    Yields ``(source, images)`` in the order of ``sources`` once its files are written;
+    ``images`` is ``[original, *copies]`` if ``source.keep``, else None, so only the sources
+    kept come back.  ``workers`` processes (0 = one per CPU core) augment and write; with one,
+    everything runs in this process.  ``sources`` is read lazily in this process, at most
+    ``2 * workers`` sources ahead of the last one written, so memory does not grow with the
+    data set.  ``write(path, image)`` must be picklable (a module-level function) for
+    ``workers > 1``.  Each source's copies come from its own random stream (``source_rng(seed,
+    source.key)``), so the files are byte-identical whatever the number of workers.  A source
+    that fails raises DataError naming its path; an error raised while reading ``sources``
+    comes after those of the sources before it, as with one process.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(
+            f"workers must be an integer >= 0 (0 = one per CPU core), got {workers!r}"
+        )
+    workers = workers or os.cpu_count() or 1
+    # Read every setting here: the params trace sees this process, not the workers.
+    task = (params.copies, _settings(params), seed, write)
+    folder = Path(folder)
+    if workers == 1:
+        for source in sources:
+            yield source, _write_set(folder, source, *task)
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=_pool_context())
+    try:
+        pending: deque[tuple[Source, Future]] = deque()
+        it = iter(sources)
+        while True:
+            try:
+                source = next(it, None)
+            except Exception:
+                for _, future in pending:  # an earlier source's error comes first
+                    future.result()
+                raise
+            if source is None:
+                break
+            pending.append((source, pool.submit(_write_set, folder, source, *task)))
+            if len(pending) > 2 * workers:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+    finally:  # on an error, drop what is queued and wait for what runs: no file comes later
+        pool.shutdown(wait=True, cancel_futures=True)

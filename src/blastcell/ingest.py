@@ -286,7 +286,7 @@ def load(
     listing: Listing, report: Report, *, on_bad_image: str, max_pixels: int
 ) -> Iterator[Loaded]:
     """Decode every listed image in order, filling `report`; skips bad files only if asked."""
-    first_of: dict[str, Loaded] = {}
+    first_of: dict[str, tuple[Item, str]] = {}  # by pixel digest: (item, key), not the pixels
     for item in listing.items:
         key = listing.key(item)
         try:
@@ -298,16 +298,14 @@ def load(
             report.skip(key, item.label, str(err).removeprefix(f"{item.path}: "))
             continue
         digest = hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
-        first = first_of.get(digest)
-        if first is not None and first.item.label != item.label:
+        first, group = first_of.setdefault(digest, (item, key))
+        if first.label != item.label:
             raise DataError(
-                f"{item.path} and {first.item.path} hold the same pixels under two classes, "
-                f"'{listing.classes[item.label]}' and '{listing.classes[first.item.label]}'"
+                f"{item.path} and {first.path} hold the same pixels under two classes, "
+                f"'{listing.classes[item.label]}' and '{listing.classes[first.label]}'"
             )
         file_sha256 = hashlib.sha256(item.path.read_bytes()).hexdigest()
-        group = first.key if first is not None else key
         loaded = Loaded(item, key, pixels, note, file_sha256, digest, group)
-        first_of.setdefault(digest, loaded)
         report.add(loaded)
         yield loaded
     per_class = report.metrics()["per_class"]
