@@ -257,7 +257,7 @@ def test_confidence_on_a_bin_edge_falls_in_the_lower_bin():
 # --- the stage, end to end ---------------------------------------------------------------------
 
 
-def test_evaluate_stage_writes_every_metric_and_plot(tmp_path):
+def test_evaluate_stage_writes_every_metric_and_plot(tmp_path, monkeypatch):
     import keras
 
     from blastcell import model as blastcell_model
@@ -280,6 +280,7 @@ def test_evaluate_stage_writes_every_metric_and_plot(tmp_path):
     model = blastcell_model.build(P.load(params).model, size, len(classes))
     model.save(tmp_path / "model.keras")
     keras.backend.clear_session()
+    monkeypatch.setattr(P, "_READS", set())  # the stage's own reads only, not kept after
 
     plots, metrics = tmp_path / "plots", tmp_path / "evaluate.json"
     model_path = tmp_path / "model.keras"
@@ -289,6 +290,12 @@ def test_evaluate_stage_writes_every_metric_and_plot(tmp_path):
             *("--metrics", str(metrics), "--plots", str(plots)),
         ]
     )
+    assert P.reads() == {
+        "base.seed",
+        "evaluate.batch_size",
+        "evaluate.bootstrap",
+        "evaluate.calibration_bins",
+    }
     written = sorted(p.name for p in plots.iterdir())
     assert written == [
         "confusion.json",
