@@ -1,8 +1,12 @@
 """Stage evaluate: score the trained model on the held-out test set.
 
-Params: evaluate.*. Inputs: the prepare stage's folder (test split, streamed), the trained model.
-Outputs: the seed's classification report as JSON metrics; the confusion matrix as DVC
-`confusion` plot data (one {actual, predicted} record per image) and as a PNG.
+Params: base.seed, evaluate.*. Inputs: the prepare stage's folder (test split, streamed), the
+trained model. Outputs, as JSON metrics: the seed's classification report; beside it the
+sensitivity, specificity and classification error of the positive class (`blast`; macro
+one-vs-rest for more than two classes), balanced accuracy, ROC AUC, average precision, bootstrap
+95 % intervals and the expected calibration error. As plots: the confusion matrix as DVC
+`confusion` data and as PNGs (counts, rows normalised), ROC and precision-recall points, and the
+reliability diagram (its bins as JSON and as a PNG).
 """
 
 import argparse
@@ -16,6 +20,76 @@ from blastcell import params as P
 from blastcell.data import atomic_file, write_json
 
 
+def predict(model: keras.Model, data: Path, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """True labels and softmax probabilities of the test split, streamed one batch at a time."""
+    labels, probs = [], []
+    for x, y in shards.iterate(data, "test", batch_size):
+        labels.append(y)
+        probs.append(np.asarray(model.predict_on_batch(x), dtype=np.float64))
+    return np.concatenate(labels), np.concatenate(probs)
+
+
+def metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], params: P.Params) -> dict:
+    """Everything metrics/evaluate.json holds; the seed's report keys come first."""
+    y_pred = np.argmax(probs, axis=1)
+    out = {
+        **evaluation.report(y_true, y_pred, classes),
+        "test_images": len(y_true),
+        **evaluation.scores(y_true, probs, classes),
+    }
+    ece, _ = evaluation.calibration(y_true, probs, params.evaluate.calibration_bins)
+    out["ece"] = round(ece, 6) if np.isfinite(ece) else None
+    resamples, seed = params.evaluate.bootstrap, params.base.seed
+    if resamples:
+        out.update(evaluation.bootstrap(y_true, probs, classes, resamples, seed))
+    return out
+
+
+def summary(m: dict) -> str:
+    """A few lines for the stage log: accuracy with its interval and the positive-class rates."""
+
+    def num(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    ci = m.get("ci95", {})
+
+    def interval(name: str) -> str:
+        if name not in ci:
+            return ""
+        return f" (95 % CI {num(ci[name]['low'])}-{num(ci[name]['high'])})"
+
+    who = m["positive_class"] or "macro one-vs-rest"
+    return "\n".join(
+        [
+            f"evaluate: accuracy {num(m['accuracy'])}{interval('accuracy')} "
+            f"on {m['test_images']} test images",
+            f"  {who}: sensitivity {num(m['sensitivity'])}{interval('sensitivity')}, "
+            f"specificity {num(m['specificity'])}{interval('specificity')}",
+            f"  ROC AUC {num(m['roc_auc'])}{interval('roc_auc')}, "
+            f"average precision {num(m['average_precision'])}, ECE {num(m['ece'])}",
+        ]
+    )
+
+
+def write_plots(folder: Path, y_true: np.ndarray, probs: np.ndarray, classes, bins: int) -> None:
+    """The confusion, ROC, precision-recall and calibration plots of the test set."""
+    y_pred = np.argmax(probs, axis=1)
+    counts = evaluation.confusion(y_true, y_pred, len(classes))
+    write_json(folder / "confusion.json", evaluation.confusion_records(y_true, y_pred, classes))
+    for name, normalise in [("confusion_matrix", False), ("confusion_matrix_normalised", True)]:
+        with atomic_file(folder / f"{name}.png") as tmp:
+            figures.save(figures.confusion_matrix(counts, classes, normalise=normalise), tmp)
+    write_json(folder / "roc.json", evaluation.roc_records(y_true, probs, classes))
+    write_json(
+        folder / "precision_recall.json",
+        evaluation.precision_recall_records(y_true, probs, classes),
+    )
+    ece, records = evaluation.calibration(y_true, probs, bins)
+    write_json(folder / "reliability.json", records)
+    with atomic_file(folder / "reliability.png") as tmp:
+        figures.save(figures.reliability_diagram(records, bins, ece), tmp)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -26,27 +100,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = P.load(args.params)
 
-    spec = shards.read_spec(args.data)
-    classes = spec.classes
+    classes = shards.read_spec(args.data).classes
     model = keras.models.load_model(args.model, safe_mode=True)
-    labels, probs = [], []
-    # streamed: memory holds one batch of images at a time
-    for x, y in shards.iterate(args.data, "test", params.evaluate.batch_size):
-        labels.append(y)
-        probs.append(np.asarray(model.predict_on_batch(x)))
-    y_true, y_pred = np.concatenate(labels), np.argmax(np.concatenate(probs), axis=1)
+    y_true, probs = predict(model, args.data, params.evaluate.batch_size)
+    probs = evaluation.normalise(probs)
 
-    report = evaluation.report(y_true, y_pred, classes)
-    counts = evaluation.confusion(y_true, y_pred, len(classes))
-    print(f"evaluate: accuracy {report['accuracy']:.4f} on {len(y_true)} test images")
-    print(counts)
-
-    write_json(
-        args.plots / "confusion.json", evaluation.confusion_records(y_true, y_pred, classes)
-    )
-    with atomic_file(args.plots / "confusion_matrix.png") as tmp:
-        figures.save(figures.confusion_matrix(counts, classes), tmp)
-    write_json(args.metrics, {**report, "test_images": len(y_true)})
+    result = metrics(y_true, probs, classes, params)
+    print(summary(result))
+    print(evaluation.confusion(y_true, np.argmax(probs, axis=1), len(classes)))
+    write_plots(args.plots, y_true, probs, classes, params.evaluate.calibration_bins)
+    write_json(args.metrics, result)
     P.trace("evaluate")
 
 

@@ -98,6 +98,7 @@ def build_repo(path: Path) -> Repo:
     repo = Repo(path, env)
     run(repo, "git", "init", "-q", "-b", "main")
     dvc(repo, "init", "-q")
+    shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")  # dvc.yaml's templates
     run(repo, "git", "add", "-A")  # DVCLive needs a commit to exist
     run(repo, "git", "commit", "-q", "-m", "tiny pipeline, not yet run")
     assert repro(repo) == STAGES

@@ -34,6 +34,8 @@ def test_committed_params_load():
         ("model.blocks=[{filters: 8, kernel: 3, conv_padding: full}]", "model.blocks[0]"),
         ("train.precision=float64", "'train.precision' must be one of"),
         ("synthesize.image_size=8", "'synthesize.image_size'"),
+        ("evaluate.bootstrap=-1", "'evaluate.bootstrap' must be an integer in [0, 1000000]"),
+        ("evaluate.calibration_bins=0", "'evaluate.calibration_bins' must be an integer in"),
     ],
 )
 def test_bad_values_name_the_key(override, message):

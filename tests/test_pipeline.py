@@ -37,6 +37,11 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
         "models/classes.json",
         "plots/evaluate/confusion.json",
         "plots/evaluate/confusion_matrix.png",
+        "plots/evaluate/confusion_matrix_normalised.png",
+        "plots/evaluate/roc.json",
+        "plots/evaluate/precision_recall.json",
+        "plots/evaluate/reliability.json",
+        "plots/evaluate/reliability.png",
         "plots/augment/preview.png",
         "plots/train/plots/metrics/eval/loss.tsv",
     ]:
@@ -44,6 +49,7 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
     report = json.loads((repo / "metrics/evaluate.json").read_text())
     assert report["test_images"] == 4  # 2 originals per class: 20 % of 12 sources, rounded
     assert set(report) >= {"accuracy", "blast", "not_blast", "macro_avg", "weighted_avg"}
+    assert set(report) >= {"positive_class", "sensitivity", "specificity", "roc_auc", "ci95"}
 
 
 @pytest.mark.parametrize(
@@ -117,7 +123,11 @@ def test_metrics_and_plots_compare_across_branches(repo):
         "Loss per epoch",
         "Accuracy per epoch",
         "Confusion matrix (test)",
+        "ROC curve (test)",
+        "Precision-recall curve (test)",
+        "Reliability diagram (test)",
         "confusion_matrix.png",
+        "confusion_matrix_normalised.png",
         "preview.png",
     ]:
         assert title in page, title

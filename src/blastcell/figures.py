@@ -35,19 +35,77 @@ def image_grid(
     return fig
 
 
-def confusion_matrix(counts: np.ndarray, classes: Sequence[str]) -> Figure:
-    """The confusion matrix as an annotated heat map (rows true, columns predicted)."""
+def confusion_matrix(
+    counts: np.ndarray, classes: Sequence[str], normalise: bool = False
+) -> Figure:
+    """The confusion matrix as an annotated heat map (rows true, columns predicted).
+
+    `normalise`: each row divided by its total, so a row sums to 1 and the diagonal holds each
+    class's recall (sensitivity); a class absent from the test set gets a row of zeros.
+    """
     k = len(classes)
+    counts = np.asarray(counts)
+    totals = counts.sum(axis=1, keepdims=True)
+    values = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    shown = values if normalise else counts
     fig, ax = plt.subplots(figsize=(1.2 * k + 2.4, 1.2 * k + 1.8))
-    ax.imshow(counts, cmap="Blues", vmin=0)
+    ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalise else None)
     ax.set_xticks(range(k), classes, rotation=30, ha="right")
     ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    top = counts.max() if counts.size else 0
-    for (i, j), n in np.ndenumerate(counts):
-        ax.text(j, i, str(n), ha="center", va="center", color="white" if n > top / 2 else "black")
-    ax.set_title(f"Confusion matrix (test, n={int(counts.sum())})")
+    top = 1 if normalise else (counts.max() if counts.size else 0)
+    for (i, j), v in np.ndenumerate(shown):
+        text = f"{v:.2f}" if normalise else str(v)
+        ax.text(j, i, text, ha="center", va="center", color="white" if v > top / 2 else "black")
+    kind = "rows normalised, " if normalise else ""
+    ax.set_title(f"Confusion matrix (test, {kind}n={int(counts.sum())})")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(bins: Sequence[dict], n_bins: int, ece: float) -> Figure:
+    """Accuracy against confidence per bin (bars) beside the diagonal of perfect calibration,
+    with the number of images per bin below; `bins` as `evaluation.calibration` returns them."""
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(4.8, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    width = 1 / n_bins
+    lows = [b["bin_low"] for b in bins]
+    top.bar(
+        lows,
+        [b["accuracy"] for b in bins],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        color="tab:blue",
+        alpha=0.7,
+        label="accuracy in bin",
+    )
+    top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    top.plot(
+        [b["confidence"] for b in bins],
+        [b["accuracy"] for b in bins],
+        "o",
+        color="tab:red",
+        markersize=4,
+        label="(mean confidence, accuracy)",
+    )
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    top.legend(loc="upper left", fontsize=8)
+    top.set_title(f"Reliability diagram (test, ECE {ece:.3f})")
+    bottom.bar(
+        lows,
+        [b["images"] for b in bins],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        color="tab:grey",
+    )
+    bottom.set_xlabel("confidence (max probability)")
+    bottom.set_ylabel("images")
     fig.tight_layout()
     return fig
 

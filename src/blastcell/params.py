@@ -221,9 +221,21 @@ class TrainParams(Section):
 @_section("evaluate")
 class EvaluateParams(Section):
     batch_size: int = 100
+    bootstrap: int = 2000  # resamples of the test images for 95 % intervals; 0: none
+    calibration_bins: int = 10  # equal-width confidence bins for ECE and the reliability diagram
 
     def __post_init__(self) -> None:
         _check(1 <= self.batch_size <= 4096, "evaluate.batch_size", "an integer in [1, 4096]")
+        _check(
+            0 <= self.bootstrap <= 1_000_000,
+            "evaluate.bootstrap",
+            "an integer in [0, 1000000] (resamples; 0 turns the intervals off)",
+        )
+        _check(
+            1 <= self.calibration_bins <= 1000,
+            "evaluate.calibration_bins",
+            "an integer in [1, 1000]",
+        )
 
 
 SECTIONS: dict[str, type] = {
