@@ -43,7 +43,7 @@ import yaml
 from machine import describe, summary
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["synthesize", "augment", "prepare", "train", "evaluate"]
+STAGES = ["synthesize", "augment", "prepare", "train", "evaluate", "explain"]
 SCALE = 10
 REPEATS = 3  # no-op repro and status: median of this many
 QUICK = {  # as tests/test_pipeline.py's TINY
@@ -53,6 +53,7 @@ QUICK = {  # as tests/test_pipeline.py's TINY
     "model": {"width": 0.125, "dense_units": 32},
     "train": {"epochs": 2, "batch_size": 16},
     "evaluate": {"batch_size": 16},
+    "explain": {"per_class": 2, "batch_size": 16},
 }
 PREDICT_BATCH = 100
 TAIL_LINES = 40

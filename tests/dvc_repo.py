@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["synthesize", "augment", "prepare", "train", "evaluate"]
+STAGES = ["synthesize", "augment", "prepare", "train", "evaluate", "explain"]
 TINY = {
     "synthesize": {"n_blast": 12, "n_not_blast": 12, "image_size": 64},
     "augment": {"copies": 2},
@@ -24,6 +24,7 @@ TINY = {
     "model": {"width": 0.125, "dense_units": 32},
     "train": {"epochs": 2, "batch_size": 16},
     "evaluate": {"batch_size": 16},
+    "explain": {"per_class": 2, "batch_size": 16},
 }
 
 

@@ -44,6 +44,8 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
         "plots/evaluate/reliability.png",
         "plots/augment/preview.png",
         "plots/train/plots/metrics/eval/loss.tsv",
+        "plots/explain/misclassified.png",
+        "plots/explain/gradcam.png",
     ]:
         assert (repo / path).is_file(), path
     report = json.loads((repo / "metrics/evaluate.json").read_text())
@@ -55,11 +57,12 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"augment__rotation_range": 30}, ["augment", "prepare", "train", "evaluate"]),
-        ({"prepare__image_size": 40}, ["prepare", "train", "evaluate"]),
-        ({"model__dropout": 0.25}, ["train", "evaluate"]),
-        ({"train__learning_rate": 0.001}, ["train", "evaluate"]),
+        ({"augment__rotation_range": 30}, ["augment", "prepare", "train", "evaluate", "explain"]),
+        ({"prepare__image_size": 40}, ["prepare", "train", "evaluate", "explain"]),
+        ({"model__dropout": 0.25}, ["train", "evaluate", "explain"]),
+        ({"train__learning_rate": 0.001}, ["train", "evaluate", "explain"]),
         ({"evaluate__batch_size": 8}, ["evaluate"]),
+        ({"explain__per_class": 1}, ["explain"]),
     ],
 )
 def test_a_param_change_reruns_only_what_depends_on_it(repo, change, expected):
@@ -80,6 +83,7 @@ def test_training_twice_gives_the_same_metrics(repo):
     before = {p: (repo / p).read_text() for p in ["metrics/train.json", "metrics/evaluate.json"]}
     assert repro(repo, "-f", "-s", "train") == ["train"]
     assert repro(repo, "-f", "-s", "evaluate") == ["evaluate"]
+    assert repro(repo, "-f", "-s", "explain") == ["explain"]  # model.keras records its save time
     after = {p: (repo / p).read_text() for p in before}
     assert after == before
 
@@ -107,7 +111,7 @@ def test_metrics_and_plots_compare_across_branches(repo):
     run(repo, "git", "commit", "-q", "-m", "baseline")
     run(repo, "git", "checkout", "-q", "-b", "wider")
     set_params(repo, model__width=0.25)
-    assert repro(repo) == ["train", "evaluate"]
+    assert repro(repo) == ["train", "evaluate", "explain"]
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "wider model")
 
@@ -129,6 +133,8 @@ def test_metrics_and_plots_compare_across_branches(repo):
         "confusion_matrix.png",
         "confusion_matrix_normalised.png",
         "preview.png",
+        "misclassified.png",
+        "gradcam.png",
     ]:
         assert title in page, title
     run(repo, "git", "checkout", "-q", "main")
@@ -159,7 +165,13 @@ def _exp_run_on(repo: Repo, folder: str) -> list[str]:
 
 def test_a_dvc_added_four_class_jpeg_folder_runs_end_to_end(repo):
     _write_subtype_set(repo / "data" / "subtypes", per_class=8)
-    assert _exp_run_on(repo, "data/subtypes") == ["augment", "prepare", "train", "evaluate"]
+    assert _exp_run_on(repo, "data/subtypes") == [
+        "augment",
+        "prepare",
+        "train",
+        "evaluate",
+        "explain",
+    ]
     data = json.loads((repo / "metrics/data.json").read_text())
     assert data["per_class"] == {"Benign": 8, "Early": 8, "Pre": 8, "Pro": 8}
     report = json.loads((repo / "metrics/evaluate.json").read_text())

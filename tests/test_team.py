@@ -99,8 +99,8 @@ def test_two_queued_experiments_run_in_parallel_and_both_finish(repo):
     logs = {task: dvc(repo, "queue", "logs", task) for task in queued}
     assert [tasks[task] for task in queued] == ["Success", "Success"], logs
     for task, log in logs.items():
-        # The data stages come from the shared cache: a queued run trains and evaluates only.
-        assert ran_stages(log) == ["train", "evaluate"], task
+        # The data stages come from the shared cache: a queued run trains, evaluates, explains.
+        assert ran_stages(log) == ["train", "evaluate", "explain"], task
 
     shown = json.loads(dvc(repo, "exp", "show", "--json"))
     exps = [exp for commit in shown for exp in commit["experiments"] or []]

@@ -110,6 +110,75 @@ def reliability_diagram(bins: Sequence[dict], n_bins: int, ece: float) -> Figure
     return fig
 
 
+def _bare(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _message(text: str) -> Figure:
+    """A small figure that only says `text` (an empty result, not an error)."""
+    fig, ax = plt.subplots(figsize=(4.8, 1.6))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
+    return fig
+
+
+def titled_images(
+    images: Sequence[np.ndarray], titles: Sequence[str], title: str, empty: str, n_cols: int = 8
+) -> Figure:
+    """Images in a grid of up to `n_cols` columns, each with its own title; `empty` if none."""
+    if not images:
+        return _message(empty)
+    n_cols = min(n_cols, len(images))
+    n_rows = -(-len(images) // n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(1.9 * n_cols, 2.3 * n_rows + 0.4), squeeze=False
+    )
+    for ax, image, text in zip(axes.flat, images, titles, strict=False):
+        _bare(ax)
+        ax.imshow(image)
+        ax.set_title(text, fontsize=7)
+    for ax in axes.flat[len(images) :]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_overlays(
+    rows: Sequence[Sequence[tuple[np.ndarray, np.ndarray, str, str]]],
+    row_titles: Sequence[str],
+    title: str,
+    cmap: str = "jet",
+    alpha: float = 0.45,
+) -> Figure:
+    """Per row, pairs of axes: the image (titled with its first string) and the heat map in
+    [0, 1] over it (titled with its second string). Entries are (image, heat, title, title)."""
+    n_rows, n_pairs = len(rows), max(1, *(len(r) for r in rows))
+    fig, axes = plt.subplots(
+        n_rows, 2 * n_pairs, figsize=(1.7 * 2 * n_pairs + 0.6, 2.1 * n_rows + 0.5), squeeze=False
+    )
+    for i, row in enumerate(rows):
+        for ax in axes[i]:
+            _bare(ax)
+        for j, (image, heat, first, second) in enumerate(row):
+            left, right = axes[i][2 * j], axes[i][2 * j + 1]
+            left.imshow(image)
+            left.set_title(first, fontsize=7)
+            right.imshow(image)
+            right.imshow(heat, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+            right.set_title(second, fontsize=7)
+        for ax in axes[i][max(1, 2 * len(row)) :]:
+            ax.axis("off")
+        if not row:  # keep the first axes for the row title, without a frame
+            axes[i][0].set_frame_on(False)
+            axes[i][0].text(0.5, 0.5, "no test images", ha="center", va="center", fontsize=8)
+        axes[i][0].set_ylabel(row_titles[i], fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: Figure, path: Path) -> None:
     """Save a figure as PNG without a software/version stamp, so reruns give the same bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)

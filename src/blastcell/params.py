@@ -238,6 +238,28 @@ class EvaluateParams(Section):
         )
 
 
+@_section("explain")
+class ExplainParams(Section):
+    max_misclassified: int = 32  # misclassified test images shown, in test order
+    per_class: int = 4  # Grad-CAM: the first N test images of each class, in stored order
+    layer: str | None = None  # Grad-CAM layer; null: the last convolution's activation
+    batch_size: int = 100
+
+    def __post_init__(self) -> None:
+        _check(
+            1 <= self.max_misclassified <= 1000,
+            "explain.max_misclassified",
+            "an integer in [1, 1000]",
+        )
+        _check(1 <= self.per_class <= 32, "explain.per_class", "an integer in [1, 32]")
+        _check(
+            self.layer is None or self.layer.strip() != "",
+            "explain.layer",
+            "null (the last convolution's activation) or a layer name",
+        )
+        _check(1 <= self.batch_size <= 4096, "explain.batch_size", "an integer in [1, 4096]")
+
+
 SECTIONS: dict[str, type] = {
     cls._name: cls
     for cls in (
@@ -249,6 +271,7 @@ SECTIONS: dict[str, type] = {
         ModelParams,
         TrainParams,
         EvaluateParams,
+        ExplainParams,
     )
 }
 
@@ -265,6 +288,7 @@ class Params:
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
+    explain: ExplainParams
 
 
 def _convert(value: Any, hint: Any, key: str) -> Any:
