@@ -226,6 +226,28 @@ class EvaluateParams(Section):
         _check(1 <= self.batch_size <= 4096, "evaluate.batch_size", "an integer in [1, 4096]")
 
 
+@_section("audit")
+class AuditParams(Section):
+    bins: int = 24  # levels per RGB channel of the colour histograms compared
+    threshold: float = 0.06  # nearest distance below which a test image is a near-duplicate
+    batch_size: int = 256  # images compared at a time (bounds memory)
+
+    def __post_init__(self) -> None:
+        _check(2 <= self.bins <= 64, "audit.bins", "an integer in [2, 64]")
+        _check(0 < self.threshold < 1, "audit.threshold", "a distance in (0, 1)")
+        _check(1 <= self.batch_size <= 65536, "audit.batch_size", "an integer in [1, 65536]")
+
+
+@_section("cv")
+class CvParams(Section):
+    seeds: tuple[int, ...] = tuple(range(1, 11))  # one split of the data per seed
+
+    def __post_init__(self) -> None:
+        ok = len(self.seeds) >= 1 and all(0 <= s < 2**32 for s in self.seeds)
+        _check(ok, "cv.seeds", "a non-empty list of integers in [0, 2**32)")
+        _check(len(set(self.seeds)) == len(self.seeds), "cv.seeds", "a list of distinct seeds")
+
+
 SECTIONS: dict[str, type] = {
     cls._name: cls
     for cls in (
@@ -237,6 +259,8 @@ SECTIONS: dict[str, type] = {
         ModelParams,
         TrainParams,
         EvaluateParams,
+        AuditParams,
+        CvParams,
     )
 }
 
@@ -253,6 +277,8 @@ class Params:
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
+    audit: AuditParams
+    cv: CvParams
 
 
 def _convert(value: Any, hint: Any, key: str) -> Any:
