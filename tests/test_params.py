@@ -36,6 +36,8 @@ def test_committed_params_load():
         ("synthesize.image_size=8", "'synthesize.image_size'"),
         ("evaluate.bootstrap=-1", "'evaluate.bootstrap' must be an integer in [0, 1000000]"),
         ("evaluate.calibration_bins=0", "'evaluate.calibration_bins' must be an integer in"),
+        ("audit.threshold=0", "'audit.threshold' must be a distance in (0, 1)"),
+        ("audit.bins=1", "'audit.bins' must be an integer in [2, 64]"),
     ],
 )
 def test_bad_values_name_the_key(override, message):

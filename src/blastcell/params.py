@@ -260,6 +260,18 @@ class ExplainParams(Section):
         _check(1 <= self.batch_size <= 4096, "explain.batch_size", "an integer in [1, 4096]")
 
 
+@_section("audit")
+class AuditParams(Section):
+    bins: int = 24  # levels per RGB channel of the colour histograms compared
+    threshold: float = 0.06  # nearest distance below which a test image is a near-duplicate
+    batch_size: int = 256  # images compared at a time (bounds memory)
+
+    def __post_init__(self) -> None:
+        _check(2 <= self.bins <= 64, "audit.bins", "an integer in [2, 64]")
+        _check(0 < self.threshold < 1, "audit.threshold", "a distance in (0, 1)")
+        _check(1 <= self.batch_size <= 65536, "audit.batch_size", "an integer in [1, 65536]")
+
+
 SECTIONS: dict[str, type] = {
     cls._name: cls
     for cls in (
@@ -272,6 +284,7 @@ SECTIONS: dict[str, type] = {
         TrainParams,
         EvaluateParams,
         ExplainParams,
+        AuditParams,
     )
 }
 
@@ -289,6 +302,7 @@ class Params:
     train: TrainParams
     evaluate: EvaluateParams
     explain: ExplainParams
+    audit: AuditParams
 
 
 def _convert(value: Any, hint: Any, key: str) -> Any:
