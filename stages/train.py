@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         training.compile_model(model, n_classes, cfg.learning_rate)
 
     if not chief:  # workers train in step with the chief; their copies are thrown away
-        summary = training.fit(model, train, val, cfg)
+        training.fit(model, train, val, cfg)
         with tempfile.TemporaryDirectory() as scratch:
             model.save(Path(scratch) / "model.keras")
         return

@@ -88,7 +88,7 @@ def write(
         writers = [stack.enter_context(tf.io.TFRecordWriter(str(p))) for p in paths]
         for count, (image, label) in enumerate(examples, start=1):
             if count > n_images:
-                break
+                raise ValueError(f"split '{split}': expected {n_images} images, got more")
             writers[(count - 1) // shard_size].write(serialize(image, label))
     if count != n_images:
         raise ValueError(f"split '{split}': expected {n_images} images, got {count}")
