@@ -1,6 +1,7 @@
 """Stage prepare: split the augmented set into train / val / test and store TFRecord shards.
 
-Params: base.seed, prepare.*. Input: the augment stage's folder.
+Params: base.seed (the split's seed, unless `--split-seed` gives another), prepare.*. Input: the
+augment stage's folder.
 Output folder: `{train,val,test}-NNNNN-of-NNNNN.tfrecord` shards (raw uint8 pixels resized to
 `prepare.image_size`, and class index), `{split}.csv` (file, source, class) in record order, and
 `spec.json` (image size, class names, images per split). Images are read, resized and written one
@@ -23,7 +24,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the split (default: base.seed); the repeated splits of cv/dvc.yaml set it",
+    )
     args = parser.parse_args(argv)
+    if args.split_seed is not None and args.split_seed < 0:
+        parser.error(f"--split-seed must be an integer >= 0, got {args.split_seed}")
     params = P.load(args.params)
     cfg = params.prepare
     classes = read_json(args.input / "classes.json")
@@ -32,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         split.Record(r["file"], r["source"], index[r["class"]], int(r["copy"]))
         for r in read_csv(args.input / "index.csv")
     ]
-    rng = np.random.default_rng(params.base.seed)
+    seed = params.base.seed if args.split_seed is None else args.split_seed
+    rng = np.random.default_rng(seed)
     if cfg.split == "source":
         parts = split.split_by_source(records, classes, cfg.test_fraction, cfg.val_fraction, rng)
     else:

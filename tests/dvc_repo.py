@@ -101,8 +101,21 @@ def set_params(repo: Repo, **changes: object) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def build_repo(path: Path) -> Repo:
-    """A git + DVC repo at `path` with the pipeline on tiny params, run once and committed."""
+def add_cv(repo: Repo, seeds: list[int], env: dict[str, str] | None = None) -> list[str]:
+    """Add the repeated-splits pipeline, cv/dvc.yaml, with `cv.seeds` set to `seeds`, and run it;
+    returns the stages that ran (named `cv/dvc.yaml:train@3` and so on)."""
+    (repo / "cv").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "cv" / "dvc.yaml", repo / "cv" / "dvc.yaml")
+    set_params(repo, cv__seeds=seeds)
+    with_env = Repo(repo.path, env or repo.env)
+    return ran_stages(dvc(with_env, "repro", "cv/dvc.yaml"))
+
+
+def build_repo(path: Path, cv_seeds: list[int] | None = None) -> Repo:
+    """A git + DVC repo at `path` with the pipeline on tiny params, run once and committed.
+
+    With `cv_seeds`, the repeated splits over those seeds are run and committed too.
+    """
     path.mkdir()
     for name in ["dvc.yaml", "params.yaml", ".gitignore"]:
         shutil.copy(ROOT / name, path / name)
@@ -131,6 +144,8 @@ def build_repo(path: Path) -> Repo:
     run(repo, "git", "add", "-A")  # DVCLive needs a commit to exist
     run(repo, "git", "commit", "-q", "-m", "tiny pipeline, not yet run")
     assert in_order(repro(repo), STAGES)
+    if cv_seeds:
+        assert add_cv(repo, cv_seeds)[-1] == "cv/dvc.yaml:aggregate"
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "tiny pipeline, run")
     return repo

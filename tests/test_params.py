@@ -38,6 +38,10 @@ def test_committed_params_load():
         ("evaluate.calibration_bins=0", "'evaluate.calibration_bins' must be an integer in"),
         ("audit.threshold=0", "'audit.threshold' must be a distance in (0, 1)"),
         ("audit.bins=1", "'audit.bins' must be an integer in [2, 64]"),
+        ("cv.seeds=[]", "'cv.seeds' must be a non-empty list"),
+        ("cv.seeds=[1, -2]", "'cv.seeds' must be a non-empty list of integers in [0, 2**32)"),
+        ("cv.seeds=[3, 3]", "'cv.seeds' must be a list of distinct seeds"),
+        ("cv.seeds=3", "'cv.seeds' must be a list"),
     ],
 )
 def test_bad_values_name_the_key(override, message):

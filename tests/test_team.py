@@ -1,7 +1,8 @@
 """Working as a team, end to end on the tiny pipeline (see README, "Working as a team").
 
-A run pushed to a DVC remote comes back complete in a fresh clone, and experiments queued with
-`dvc exp run --queue` run in parallel with `dvc queue start -j 2`.
+A run pushed to a DVC remote, the repeated splits of cv/dvc.yaml included, comes back complete in
+a fresh clone, and experiments queued with `dvc exp run --queue` run in parallel with
+`dvc queue start -j 2`.
 """
 
 import filecmp
@@ -9,14 +10,28 @@ import time
 from pathlib import Path
 
 import pytest
-from dvc_repo import Repo, dvc, dvc_json, ran_stages, repro, run, status
+from dvc_repo import Repo, build_repo, dvc, dvc_json, ran_stages, repro, run, status
 
 pytestmark = pytest.mark.slow
 
+CV_SEEDS = [5]  # one repeated split, to carry its outputs through the remote too
 # What DVC caches (git ignores it), so only a remote carries it to another machine.
-CACHED = ["data/synthetic", "data/augmented", "data/prepared", "models/model.keras"]
+CACHED = [
+    "data/synthetic",
+    "data/augmented",
+    "data/prepared",
+    "models/model.keras",
+    "cv/data/split_5",
+    "cv/models/split_5/model.keras",
+]
 QUEUE_TIMEOUT_S = 600
 RATES = [0.001, 0.0003]  # two experiments that differ in train.learning_rate only
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Repo:
+    """The tiny pipeline and its repeated splits over CV_SEEDS, run and committed."""
+    return build_repo(tmp_path_factory.mktemp("team") / "repo", cv_seeds=CV_SEEDS)
 
 
 def assert_same_tree(left: Path, right: Path) -> None:
@@ -45,9 +60,17 @@ def test_a_pushed_run_pulls_complete_into_a_fresh_clone(repo, tmp_path):
         assert not (clone / path).exists(), path  # git alone does not bring the data
     dvc(clone, "pull")
 
-    assert status(clone) == {}
+    assert dvc_json(clone, "status") == {}  # both pipelines, dvc.yaml and cv/dvc.yaml
     assert repro(clone) == []
-    for path in [*CACHED, "models/classes.json", "metrics/evaluate.json", "dvc.lock"]:
+    assert repro(clone, "cv/dvc.yaml") == []
+    for path in [
+        *CACHED,
+        "models/classes.json",
+        "metrics/evaluate.json",
+        "dvc.lock",
+        "cv/dvc.lock",
+        "cv/metrics/summary.json",
+    ]:
         assert_same_tree(repo / path, clone / path)
 
 

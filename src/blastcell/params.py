@@ -272,6 +272,16 @@ class AuditParams(Section):
         _check(1 <= self.batch_size <= 65536, "audit.batch_size", "an integer in [1, 65536]")
 
 
+@_section("cv")
+class CvParams(Section):
+    seeds: tuple[int, ...] = tuple(range(1, 11))  # one split of the cells per seed
+
+    def __post_init__(self) -> None:
+        ok = len(self.seeds) >= 1 and all(0 <= s < 2**32 for s in self.seeds)
+        _check(ok, "cv.seeds", "a non-empty list of integers in [0, 2**32)")
+        _check(len(set(self.seeds)) == len(self.seeds), "cv.seeds", "a list of distinct seeds")
+
+
 SECTIONS: dict[str, type] = {
     cls._name: cls
     for cls in (
@@ -285,6 +295,7 @@ SECTIONS: dict[str, type] = {
         EvaluateParams,
         ExplainParams,
         AuditParams,
+        CvParams,
     )
 }
 
@@ -303,6 +314,7 @@ class Params:
     evaluate: EvaluateParams
     explain: ExplainParams
     audit: AuditParams
+    cv: CvParams
 
 
 def _convert(value: Any, hint: Any, key: str) -> Any:
