@@ -58,7 +58,7 @@ def test_two_repeated_splits_run_and_aggregate_beside_the_default_pipeline(repo,
     trace = tmp_path / "trace.jsonl"
     ran = add_cv(repo, [3, 7], env={**repo.env, "BLASTCELL_TRACE": str(trace)})
     per_split = [
-        f"{stage}@{seed}" for stage in ("prepare", "train", "evaluate") for seed in (3, 7)
+        f"{stage}@{seed}" for stage in ("prepare", "audit", "train", "evaluate") for seed in (3, 7)
     ]
     assert sorted(ran) == sorted(f"cv/dvc.yaml:{s}" for s in [*per_split, "aggregate"])
     assert ran[-1] == "cv/dvc.yaml:aggregate"
@@ -84,9 +84,14 @@ def test_two_repeated_splits_run_and_aggregate_beside_the_default_pipeline(repo,
     assert summary["accuracy"]["min"] == min(accuracies)
     assert summary["sensitivity"]["n"] == summary["blast"]["f1"]["n"] == 2
     assert not {"ci95", "bootstrap"} & set(summary)  # per-split intervals are left out
+    audits = [json.loads((splits / f"split_{s}/audit.json").read_text()) for s in [3, 7]]
+    assert [a["near_duplicates"] for a in audits] == [0, 0]  # every split is by source cell
+    assert summary["audit"]["source_in_train"]["max"] == 0
+    assert summary["audit"]["test_images"]["n"] == 2
     rows = read_csv(repo / "cv/plots/splits.csv")
     assert [int(r["seed"]) for r in rows] == [3, 7]
     assert [float(r["accuracy"]) for r in rows] == accuracies
+    assert [r["near_duplicates"] for r in rows] == ["0", "0"]
     assert "cv/metrics/summary.json" in dvc(repo, "metrics", "show")
     dvc(repo, "plots", "show", "-o", str(repo / "plots_out"))
     page = (repo / "plots_out" / "index.html").read_text()
@@ -100,7 +105,7 @@ def test_two_repeated_splits_run_and_aggregate_beside_the_default_pipeline(repo,
         slot = used.setdefault(entry["stage"], {"params": set(), "modules": set()})
         slot["params"] |= set(entry["params"])
         slot["modules"] |= set(entry["modules"])
-    assert set(used) == {"prepare", "train", "evaluate", "aggregate"}
+    assert set(used) == {"prepare", "audit", "train", "evaluate", "aggregate"}
     for stage, spec in declared.items():
         spec = spec.get("do", spec)
         assert set(spec["params"]) == used[stage]["params"], stage

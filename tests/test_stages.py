@@ -2,6 +2,7 @@
 and leaves no output behind."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,32 @@ def test_augment_error_in_a_worker_names_the_file_and_leaves_no_output(tmp_path,
         stage("augment").main(args)
     assert not out.exists()
     assert list(tmp_path.glob(".augmented*")) == []
+
+
+def test_aggregate_names_a_missing_report_and_writes_nothing(tmp_path, params):
+    _edit(params, "cv", "seeds", [1, 2])
+    splits = tmp_path / "splits"
+    for seed in (1, 2):
+        (splits / f"split_{seed}").mkdir(parents=True)
+        report = {"test_images": 4, "accuracy": 0.5 * seed, "ci95": {"accuracy": [0, 1]}}
+        (splits / f"split_{seed}" / "evaluate.json").write_text(json.dumps(report))
+    (splits / "split_1" / "audit.json").write_text(json.dumps({"near_duplicates": 0}))
+    out = ["--input", str(splits), "--output", str(tmp_path / "summary.json")]
+    out += ["--table", str(tmp_path / "splits.csv"), "--params", str(params)]
+    with pytest.raises(DataError, match=r"split_2/audit.json is missing: audit has not run on"):
+        stage("aggregate").main(out)
+    assert not (tmp_path / "summary.json").exists()
+    assert not (tmp_path / "splits.csv").exists()
+
+    (splits / "split_2" / "audit.json").write_text(json.dumps({"near_duplicates": 1}))
+    stage("aggregate").main(out)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["splits"] == 2
+    assert summary["accuracy"]["mean"] == 0.75
+    assert "ci95" not in summary
+    assert summary["audit"]["near_duplicates"]["max"] == 1
+    assert (tmp_path / "splits.csv").read_text().splitlines() == [
+        "seed,test_images,accuracy,near_duplicates",
+        "1,4,0.5,0",
+        "2,4,1.0,1",
+    ]
