@@ -13,7 +13,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-STATS = ("mean", "std", "min", "max", "n")
 # A split's own bootstrap intervals describe that split's test sampling; over splits, the spread
 # of the metric itself says it, so these parts of a report are not summarised.
 PER_SPLIT_ONLY = ("ci95", "bootstrap")
