@@ -29,7 +29,9 @@ def predict(model: keras.Model, data: Path, batch_size: int) -> tuple[np.ndarray
     return np.concatenate(labels), np.concatenate(probs)
 
 
-def metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], params: P.Params) -> dict:
+def metrics(
+    y_true: np.ndarray, probs: np.ndarray, classes: list[str], ece: float, params: P.Params
+) -> dict:
     """Everything metrics/evaluate.json holds; the seed's report keys come first."""
     y_pred = np.argmax(probs, axis=1)
     out = {
@@ -37,7 +39,6 @@ def metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str], params: P
         "test_images": len(y_true),
         **evaluation.scores(y_true, probs, classes),
     }
-    ece, _ = evaluation.calibration(y_true, probs, params.evaluate.calibration_bins)
     out["ece"] = round(ece, 6) if np.isfinite(ece) else None
     resamples, seed = params.evaluate.bootstrap, params.base.seed
     if resamples:
@@ -71,10 +72,18 @@ def summary(m: dict) -> str:
     )
 
 
-def write_plots(folder: Path, y_true: np.ndarray, probs: np.ndarray, classes, bins: int) -> None:
-    """The confusion, ROC, precision-recall and calibration plots of the test set."""
+def write_plots(
+    folder: Path,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: list[str],
+    counts: np.ndarray,
+    calibration: tuple[float, list[dict]],
+    n_bins: int,
+) -> None:
+    """The confusion (`counts`), ROC, precision-recall and calibration plots of the test set;
+    `calibration` is the ECE and bins `evaluation.calibration` returned for `n_bins` bins."""
     y_pred = np.argmax(probs, axis=1)
-    counts = evaluation.confusion(y_true, y_pred, len(classes))
     write_json(folder / "confusion.json", evaluation.confusion_records(y_true, y_pred, classes))
     for name, normalise in [("confusion_matrix", False), ("confusion_matrix_normalised", True)]:
         with atomic_file(folder / f"{name}.png") as tmp:
@@ -84,10 +93,10 @@ def write_plots(folder: Path, y_true: np.ndarray, probs: np.ndarray, classes, bi
         folder / "precision_recall.json",
         evaluation.precision_recall_records(y_true, probs, classes),
     )
-    ece, records = evaluation.calibration(y_true, probs, bins)
-    write_json(folder / "reliability.json", records)
+    ece, bins = calibration
+    write_json(folder / "reliability.json", bins)
     with atomic_file(folder / "reliability.png") as tmp:
-        figures.save(figures.reliability_diagram(records, bins, ece), tmp)
+        figures.save(figures.reliability_diagram(bins, n_bins, ece), tmp)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,10 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     y_true, probs = predict(model, args.data, params.evaluate.batch_size)
     probs = evaluation.normalise(probs)
 
-    result = metrics(y_true, probs, classes, params)
+    n_bins = params.evaluate.calibration_bins
+    calibration = evaluation.calibration(y_true, probs, n_bins)
+    counts = evaluation.confusion(y_true, np.argmax(probs, axis=1), len(classes))
+    result = metrics(y_true, probs, classes, calibration[0], params)
     print(summary(result))
-    print(evaluation.confusion(y_true, np.argmax(probs, axis=1), len(classes)))
-    write_plots(args.plots, y_true, probs, classes, params.evaluate.calibration_bins)
+    print(counts)
+    write_plots(args.plots, y_true, probs, classes, counts, calibration, n_bins)
     write_json(args.metrics, result)
     P.trace("evaluate")
 

@@ -271,10 +271,13 @@ def calibration(y_true: np.ndarray, probs: np.ndarray, bins: int) -> tuple[float
     return (gap / len(y_true) if len(y_true) else float("nan")), records
 
 
-def _curve_classes(classes: Sequence[str]) -> list[int]:
-    """The classes that get curves: the positive one for two classes, each one for more."""
+def _curve_classes(y_true: np.ndarray, classes: Sequence[str]) -> list[tuple[int, np.ndarray]]:
+    """(class, is_positive mask) of the classes that get curves: the positive one for two
+    classes, each one for more, leaving out any the test set lacks or holds alone."""
     positive = positive_index(classes)
-    return [positive] if positive is not None else list(range(len(classes)))
+    wanted = [positive] if positive is not None else range(len(classes))
+    masks = [(c, y_true == c) for c in wanted]
+    return [(c, m) for c, m in masks if m.any() and not m.all()]
 
 
 def roc_records(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> list[dict]:
@@ -285,10 +288,7 @@ def roc_records(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -
     """
     probs = normalise(probs)
     records = []
-    for c in _curve_classes(classes):
-        is_positive = y_true == c
-        if is_positive.all() or not is_positive.any():
-            continue
+    for c, is_positive in _curve_classes(y_true, classes):
         fpr, tpr, thresholds = roc_curve(is_positive, probs[:, c])
         records += [
             {"class": classes[c], "fpr": _round(f), "tpr": _round(t), "threshold": _round(h)}
@@ -307,10 +307,7 @@ def precision_recall_records(
     """
     probs = normalise(probs)
     records = []
-    for c in _curve_classes(classes):
-        is_positive = y_true == c
-        if is_positive.all() or not is_positive.any():
-            continue
+    for c, is_positive in _curve_classes(y_true, classes):
         precision, recall, thresholds = precision_recall_curve(
             is_positive, probs[:, c], drop_intermediate=True
         )
