@@ -3,11 +3,12 @@
 Params: audit.*, and augment.fill_mode and augment.cval (the constant fill that augmentation
 pads copies with is left out of the comparison). Input: the prepare stage's folder (the test and
 train shards, streamed, and the CSVs that name each image and its source cell).
-Outputs: JSON metrics (test images; near-duplicates, those whose nearest training image is
+Outputs: a JSON report (test images; near-duplicates, those whose nearest training image is
 closer than `audit.threshold`, as a count and a fraction; the threshold; the median nearest
 distance; and from the CSVs, the ground truth on our own data: test images whose nearest
-training image, or any training image, comes from the same source cell), and a CSV with one row
-per test image: test file, nearest training file, distance, near_duplicate, same_source.
+training image, or any training image, comes from the same source cell), JSON metrics with the
+number of near-duplicates, and a CSV (a DVC plot) with one row per test image: test file,
+nearest training file, distance, near_duplicate, same_source.
 """
 
 import argparse
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blastcell import audit
+from blastcell import audit, runner
 from blastcell import params as P
 from blastcell.data import DataError, atomic_file, read_csv, write_csv, write_json
 
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--nearest", type=Path, required=True)
     args = parser.parse_args(argv)
     params = P.load(args.params)
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         "nearest_same_source": same_nearest,
         "source_in_train": sum(row["source"] in train_sources for row in test),
     }
-    write_json(args.metrics, metrics)
+    write_json(args.report, metrics)
+    write_json(args.metrics, {"near_duplicates": flagged})
     print(
         f"audit: {flagged} of {n} test images have a near-duplicate in training (distance < "
         f"{cfg.threshold}); the sources say {metrics['source_in_train']} share a cell with it"
@@ -73,4 +76,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    runner.run(main)

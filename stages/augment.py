@@ -4,8 +4,9 @@ Params: base.seed, data.on_bad_image, data.max_image_pixels, augment.*.
 Input: the data folder (`data.dir`), ALL-IDB2's flat layout or one folder per class.
 Outputs: a folder with each source image (copy 0) and its augmented copies as PNG, `index.csv`
 (file, source, class, copy; duplicates share a source) and `classes.json`; a preview grid PNG;
-a manifest of every input file (path, class, size, checksums, skipped or converted and why) and
-JSON metrics counting images per class, skipped files, duplicates and conversions.
+a manifest of every input file (path, class, size, checksums, skipped or converted and why);
+a JSON report counting images per class, skipped files, duplicates and conversions; and a CSV
+plot of the images used and the files skipped per class.
 
 This process reads, checks and decodes the images in order (about 1 ms each) and
 `augment.workers` processes (0 = one per CPU core) augment them and write the PNGs (about
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blastcell import augment, ingest
+from blastcell import augment, ingest, progress, runner
 from blastcell import params as P
 from blastcell.data import (
     DataError,
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--preview", type=Path, required=True)
     parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("--classes", type=Path, required=True)
     args = parser.parse_args(argv)
     params = P.load(args.params)
     listing = ingest.list_dataset(args.input)
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             workers=params.augment.workers,
             write=write_image,
         )
-        for source, kept in written:
+        for source, kept in progress.track(written, len(listing.items), "augment"):
             if kept is not None:
                 preview[(source.key, kept_class[source.key])] = kept
         write_csv(tmp / "index.csv", ["file", "source", "class", "copy"], index)
@@ -94,9 +96,18 @@ def main(argv: list[str] | None = None) -> None:
     labels = [f"{key}\n{listing.classes[label]}" for key, label in preview]
     with atomic_file(args.preview) as tmp:
         figures.save(figures.image_grid(list(preview.values()), labels, titles), tmp)
-    write_json(args.metrics, report.metrics())
+    with atomic_file(args.classes) as tmp:
+        write_csv(tmp, ["class", "images", "skipped"], report.per_class())
+    counts = report.metrics()
+    write_json(args.report, counts)
+    print(
+        f"augment: {counts['images']} images in {len(listing.classes)} classes "
+        f"({counts['skipped']} skipped, {counts['duplicates']} duplicates, "
+        f"{counts['converted']} converted), {params.augment.copies} copies each: "
+        f"{len(index)} files in {args.output}"
+    )
     P.trace("augment")
 
 
 if __name__ == "__main__":
-    main()
+    runner.run(main)

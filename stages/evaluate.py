@@ -1,23 +1,24 @@
 """Stage evaluate: score the trained model on the held-out test set.
 
 Params: base.seed, evaluate.*. Inputs: the prepare stage's folder (test split, streamed), the
-trained model. Outputs, as JSON metrics: the seed's classification report; beside it the
-sensitivity, specificity and classification error of the positive class (`blast`; macro
+trained model. Outputs: a JSON report holding the seed's classification report and beside it
+the sensitivity, specificity and classification error of the positive class (`blast`; macro
 one-vs-rest for more than two classes), balanced accuracy, ROC AUC, average precision, bootstrap
-95 % intervals and the expected calibration error. As plots: the confusion matrix as DVC
-`confusion` data and as PNGs (counts, rows normalised), ROC and precision-recall points, and the
-reliability diagram (its bins as JSON and as a PNG).
+95 % intervals and the expected calibration error; JSON metrics with its headline (accuracy
+and its interval, sensitivity, specificity, ROC AUC, ECE), which DVC compares. As plots: the
+confusion matrix as DVC `confusion` data and as PNGs (counts, rows normalised), ROC and
+precision-recall points, and the reliability diagram (its bins as JSON and as a PNG).
 """
 
 import argparse
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from blastcell import evaluation, figures, shards
+from blastcell import evaluation, figures, progress, runner, shards
 from blastcell import params as P
 from blastcell.data import atomic_file, write_json
+from blastcell.tf import keras
 
 
 def predict(model: keras.Model, data: Path, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +33,7 @@ def predict(model: keras.Model, data: Path, batch_size: int) -> tuple[np.ndarray
 def metrics(
     y_true: np.ndarray, probs: np.ndarray, classes: list[str], ece: float, params: P.Params
 ) -> dict:
-    """Everything metrics/evaluate.json holds; the seed's report keys come first."""
+    """The full report; the seed's report keys come first."""
     y_pred = np.argmax(probs, axis=1)
     out = {
         **evaluation.report(y_true, y_pred, classes),
@@ -42,12 +43,15 @@ def metrics(
     out["ece"] = round(ece, 6) if np.isfinite(ece) else None
     resamples, seed = params.evaluate.bootstrap, params.base.seed
     if resamples:
-        out.update(evaluation.bootstrap(y_true, probs, classes, resamples, seed))
+        with progress.bar(resamples, "evaluate: bootstrap", unit="resample") as bar:
+            out.update(
+                evaluation.bootstrap(y_true, probs, classes, resamples, seed, progress=bar.update)
+            )
     return out
 
 
 def summary(m: dict) -> str:
-    """A few lines for the stage log: accuracy with its interval and the positive-class rates."""
+    """One line for the stage log: accuracy with its interval, the positive class's rates."""
 
     def num(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
@@ -60,15 +64,10 @@ def summary(m: dict) -> str:
         return f" (95 % CI {num(ci[name]['low'])}-{num(ci[name]['high'])})"
 
     who = m["positive_class"] or "macro one-vs-rest"
-    return "\n".join(
-        [
-            f"evaluate: accuracy {num(m['accuracy'])}{interval('accuracy')} "
-            f"on {m['test_images']} test images",
-            f"  {who}: sensitivity {num(m['sensitivity'])}{interval('sensitivity')}, "
-            f"specificity {num(m['specificity'])}{interval('specificity')}",
-            f"  ROC AUC {num(m['roc_auc'])}{interval('roc_auc')}, "
-            f"average precision {num(m['average_precision'])}, ECE {num(m['ece'])}",
-        ]
+    return (
+        f"evaluate: accuracy {num(m['accuracy'])}{interval('accuracy')} on {m['test_images']} "
+        f"test images; {who} sensitivity {num(m['sensitivity'])}, specificity "
+        f"{num(m['specificity'])}; ROC AUC {num(m['roc_auc'])}; ECE {num(m['ece'])}"
     )
 
 
@@ -105,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--plots", type=Path, required=True)
     args = parser.parse_args(argv)
     params = P.load(args.params)
@@ -118,12 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     calibration = evaluation.calibration(y_true, probs, n_bins)
     counts = evaluation.confusion(y_true, np.argmax(probs, axis=1), len(classes))
     result = metrics(y_true, probs, classes, calibration[0], params)
-    print(summary(result))
-    print(counts)
     write_plots(args.plots, y_true, probs, classes, counts, calibration, n_bins)
-    write_json(args.metrics, result)
+    write_json(args.report, result)
+    write_json(args.metrics, evaluation.headline(result))
+    print(summary(result))
     P.trace("evaluate")
 
 
 if __name__ == "__main__":
-    main()
+    runner.run(main)

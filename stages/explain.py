@@ -10,12 +10,12 @@ predicted class and probability) and `gradcam.png` (a row per class: its first
 import argparse
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from blastcell import explain, figures, shards
+from blastcell import explain, figures, runner, shards
 from blastcell import params as P
 from blastcell.data import atomic_dir
+from blastcell.tf import keras
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,4 +73,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    runner.run(main)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from blastcell import params as P
-from blastcell import shards, split
+from blastcell import progress, runner, shards, split
 from blastcell.data import atomic_dir, read_csv, read_json, write_csv
 
 
@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         parts = split.split_random(records, rng)
 
     written: dict[tuple[split.Record, ...], list[Path]] = {}  # the random split's val is its test
-    with atomic_dir(args.output) as tmp:
+    total = sum(len(rows) for rows in {tuple(rows) for rows in parts.values()})  # images to write
+    with atomic_dir(args.output) as tmp, progress.bar(total, "prepare") as bar:
         for name, rows in parts.items():
             paths = shards.shard_paths(tmp, name, len(rows), cfg.shard_size)
             if tuple(rows) in written:
@@ -57,13 +58,20 @@ def main(argv: list[str] | None = None) -> None:
                     shutil.copyfile(src, dst)
             else:
                 examples = split.examples(rows, args.input, cfg.image_size)
+                examples = progress.counted(examples, bar)
                 written[tuple(rows)] = shards.write(tmp, name, examples, len(rows), cfg.shard_size)
             table = [[r.file, r.source, classes[r.label]] for r in rows]
             write_csv(tmp / f"{name}.csv", ["file", "source", "class"], table)
         counts = {name: len(rows) for name, rows in parts.items()}
         shards.write_spec(tmp, cfg.image_size, classes, counts)
+    by = "by source cell" if cfg.split == "source" else "at random (the seed's leaky protocol)"
+    print(
+        f"prepare: split {by} with seed {seed}: "
+        + ", ".join(f"{n} {name}" for name, n in counts.items())
+        + f" images at {cfg.image_size} px in {args.output}"
+    )
     P.trace("prepare")
 
 
 if __name__ == "__main__":
-    main()
+    runner.run(main)

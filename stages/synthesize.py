@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from blastcell import params as P
-from blastcell import synthetic
+from blastcell import progress, runner, synthetic
 from blastcell.data import atomic_dir, atomic_file, write_image
 
 PREVIEW_ROWS, PREVIEW_COLS = 2, 6  # per class
@@ -55,12 +55,21 @@ def main(argv: list[str] | None = None) -> None:
     params = P.load(args.params)
     cfg = params.synthesize
     spec = (cfg.n_blast, cfg.n_not_blast, cfg.image_size, params.base.seed, cfg.difficulty)
-    with atomic_dir(args.output) as tmp:
-        synthetic.write_dataset(tmp, *spec, workers=cfg.workers, write=write_image)
+    total = cfg.n_blast + cfg.n_not_blast
+    with atomic_dir(args.output) as tmp, progress.bar(total, "synthesize") as bar:
+        synthetic.write_dataset(
+            tmp, *spec, workers=cfg.workers, write=write_image, progress=bar.update
+        )
         if args.preview is not None:  # inside, so a failure leaves neither output
             write_preview(args.preview, *spec)
+    bound = synthetic.bayes_accuracy(cfg.difficulty, cfg.n_blast / total)
+    print(
+        f"synthesize: {total} images ({cfg.n_blast} blast, {cfg.n_not_blast} not blast) of "
+        f"{cfg.image_size} px in {args.output}, difficulty {cfg.difficulty:g} "
+        f"(best possible accuracy {bound:.1%})"
+    )
     P.trace("synthesize")
 
 
 if __name__ == "__main__":
-    main()
+    runner.run(main)

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvc.utils.hydra import apply_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["synthesize", "augment", "prepare", "audit", "train", "evaluate", "explain"]
+STAGES = ["validate", "synthesize", "augment", "prepare", "train", "evaluate", "explain", "audit"]
 # Each stage's upstream stage: DVC runs audit and train (both after prepare) in either order,
 # and likewise evaluate and explain (both after train).
 UPSTREAM = {
+    "synthesize": "validate",
     "augment": "synthesize",
     "prepare": "augment",
     "audit": "prepare",
@@ -36,6 +38,7 @@ TINY = {
     "train": {"epochs": 2, "batch_size": 16},
     "evaluate": {"batch_size": 16},
     "explain": {"per_class": 2, "batch_size": 16},
+    "cv": {"splits": 2},
 }
 
 
@@ -101,20 +104,19 @@ def set_params(repo: Repo, **changes: object) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def add_cv(repo: Repo, seeds: list[int], env: dict[str, str] | None = None) -> list[str]:
-    """Add the repeated-splits pipeline, cv/dvc.yaml, with `cv.seeds` set to `seeds`, and run it;
-    returns the stages that ran (named `cv/dvc.yaml:train@3` and so on)."""
+def add_cv(repo: Repo, env: dict[str, str] | None = None) -> list[str]:
+    """Add the repeated-splits pipeline, cv/dvc.yaml, and run it; returns the stages that ran
+    (`cv/dvc.yaml:cv`, and any of the default pipeline's that it needed)."""
     (repo / "cv").mkdir(exist_ok=True)
     shutil.copy(ROOT / "cv" / "dvc.yaml", repo / "cv" / "dvc.yaml")
-    set_params(repo, cv__seeds=seeds)
     with_env = Repo(repo.path, env or repo.env)
     return ran_stages(dvc(with_env, "repro", "cv/dvc.yaml"))
 
 
-def build_repo(path: Path, cv_seeds: list[int] | None = None) -> Repo:
+def build_repo(path: Path, cv: bool = False) -> Repo:
     """A git + DVC repo at `path` with the pipeline on tiny params, run once and committed.
 
-    With `cv_seeds`, the repeated splits over those seeds are run and committed too.
+    With `cv`, the repeated splits (cv.splits: 2) are run and committed too.
     """
     path.mkdir()
     for name in ["dvc.yaml", "params.yaml", ".gitignore"]:
@@ -123,10 +125,15 @@ def build_repo(path: Path, cv_seeds: list[int] | None = None) -> Repo:
     shutil.copytree(
         ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
     )
-    raw = yaml.safe_load((path / "params.yaml").read_text())
-    for section, values in TINY.items():
-        raw[section].update(values)
-    (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    # With DVC's own writer, as `dvc exp run -S` would: the file keeps the committed layout.
+    apply_overrides(
+        path / "params.yaml",
+        [
+            f"{section}.{key}={value}"
+            for section, values in TINY.items()
+            for key, value in values.items()
+        ],
+    )
     env = {
         **os.environ,
         "BLASTCELL_TRACE": str(path.parent / "trace.jsonl"),
@@ -140,12 +147,52 @@ def build_repo(path: Path, cv_seeds: list[int] | None = None) -> Repo:
     repo = Repo(path, env)
     run(repo, "git", "init", "-q", "-b", "main")
     dvc(repo, "init", "-q")
-    shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")  # dvc.yaml's templates
-    run(repo, "git", "add", "-A")  # DVCLive needs a commit to exist
+    shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")  # templates, offline page
+    shutil.copy(ROOT / ".dvc" / "config", path / ".dvc" / "config")
+    run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "tiny pipeline, not yet run")
     assert in_order(repro(repo), STAGES)
-    if cv_seeds:
-        assert add_cv(repo, cv_seeds)[-1] == "cv/dvc.yaml:aggregate"
+    if cv:
+        assert add_cv(repo) == ["cv/dvc.yaml:cv"]
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "tiny pipeline, run")
     return repo
+
+
+def in_terminal(repo: Repo, *cmd: str, columns: int = 200) -> str:
+    """Run a command on a pseudo-terminal `columns` wide, as a user at a terminal would; its
+    output with colours and carriage returns removed. Fails the test if the command fails."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 60, columns, 0, 0))
+    env = {**repo.env, "COLUMNS": str(columns), "TERM": "xterm", "DVC_PAGER": "cat"}
+    proc = subprocess.Popen(
+        cmd, cwd=repo.path, env=env, stdin=child_fd, stdout=child_fd, stderr=child_fd
+    )
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main_fd)
+    code = proc.wait()
+    text = b"".join(chunks).decode(errors="replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1b[()][AB0]", "", text).replace("\r\n", "\n")
+    if code != 0:
+        pytest.fail(f"{' '.join(cmd)} failed ({code}):\n{text}")
+    return text
+
+
+def assert_quiet(output: str) -> None:
+    """A DVC command's output holds no warning or error."""
+    for word in ("WARNING", "ERROR"):
+        assert word not in output, output

@@ -98,10 +98,11 @@ def _tiny_params(tmp_path: Path, split: str) -> Path:
 
 
 def run_audit(tmp_path: Path, split: str) -> tuple[dict, list[dict[str, str]]]:
-    """The data stages and the audit on tiny data; the audit's metrics and CSV rows."""
+    """The data stages and the audit on tiny data; the audit's full report and CSV rows."""
     params = _tiny_params(tmp_path, split)
     _, prepared = run_data_stages(tmp_path, params)
-    metrics, table = tmp_path / "audit.json", tmp_path / "audit" / "nearest.csv"
+    metrics, table = tmp_path / "audit_metrics.json", tmp_path / "audit" / "nearest.csv"
+    report = tmp_path / "audit.json"
     stage("audit").main(
         [
             "--params",
@@ -110,12 +111,16 @@ def run_audit(tmp_path: Path, split: str) -> tuple[dict, list[dict[str, str]]]:
             str(prepared),
             "--metrics",
             str(metrics),
+            "--report",
+            str(report),
             "--nearest",
             str(table),
         ]
     )
+    full = json.loads(report.read_text())
+    assert json.loads(metrics.read_text()) == {"near_duplicates": full["near_duplicates"]}
     with table.open() as f:
-        return json.loads(metrics.read_text()), list(csv.DictReader(f))
+        return full, list(csv.DictReader(f))
 
 
 def test_the_audit_finds_no_near_duplicates_in_the_source_split(tmp_path):

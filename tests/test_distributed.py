@@ -65,8 +65,9 @@ def test_two_workers_train_to_completion_and_only_the_chief_writes(tmp_path):
             "--params", str(params),
             "--input", str(prepared),
             "--model", str(out / "model.keras"),
-            "--live", str(out / "live"),
-            "--metrics", str(out / "train.json"),
+            "--metrics", str(out / "metrics.json"),
+            "--report", str(out / "train.json"),
+            "--plots", str(out / "plots"),
         ]  # fmt: skip
         workers.append(
             subprocess.Popen(
@@ -89,5 +90,6 @@ def test_two_workers_train_to_completion_and_only_the_chief_writes(tmp_path):
     assert summary["epochs"] == 2
     assert summary["train_images"] == 24
     assert (chief / "model.keras").is_file()
+    assert len(json.loads((chief / "plots" / "loss.json").read_text())) == 4  # 2 epochs, 2 splits
     assert json.loads((chief / "classes.json").read_text()) == ["not_blast", "blast"]
     assert not other.exists()  # the other worker trained in step but wrote nothing

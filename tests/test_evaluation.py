@@ -283,11 +283,12 @@ def test_evaluate_stage_writes_every_metric_and_plot(tmp_path, monkeypatch):
     monkeypatch.setattr(P, "_READS", set())  # the stage's own reads only, not kept after
 
     plots, metrics = tmp_path / "plots", tmp_path / "evaluate.json"
+    headline = tmp_path / "headline.json"
     model_path = tmp_path / "model.keras"
     stage("evaluate").main(
         [
             *("--params", str(params), "--data", str(prepared), "--model", str(model_path)),
-            *("--metrics", str(metrics), "--plots", str(plots)),
+            *("--metrics", str(headline), "--report", str(metrics), "--plots", str(plots)),
         ]
     )
     assert P.reads() == {
@@ -321,3 +322,14 @@ def test_evaluate_stage_writes_every_metric_and_plot(tmp_path, monkeypatch):
     assert {"class", "fpr", "tpr", "threshold"} == set(roc[0])
     bins = json.loads((plots / "reliability.json").read_text())
     assert sum(b["images"] for b in bins) == 12
+    top = json.loads(headline.read_text(), parse_constant=pytest.fail)
+    assert list(top) == list(evaluation.HEADLINE)  # what `dvc exp show` compares, in this order
+    assert top["accuracy_low"] == m["ci95"]["accuracy"]["low"]
+    assert {k: top[k] for k in ("accuracy", "sensitivity", "roc_auc", "ece")} == {
+        k: m[k] for k in ("accuracy", "sensitivity", "roc_auc", "ece")
+    }
+
+
+def test_the_headline_leaves_out_what_the_report_cannot_define():
+    full = {"accuracy": 0.5, "sensitivity": None, "specificity": 1.0, "roc_auc": None, "ece": 0.1}
+    assert evaluation.headline(full) == {"accuracy": 0.5, "specificity": 1.0, "ece": 0.1}

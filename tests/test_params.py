@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_committed_params_load():
     params = P.load(ROOT / "params.yaml")
+    assert params.explain.layer is None  # written empty: the layout `dvc exp run -S` keeps
+    assert params.cv.seeds == tuple(range(1, 11))
     assert params.model.architecture == "seed_cnn"
     assert len(params.model.blocks) == 5
     assert params.train.batch_size == 100
@@ -38,10 +40,9 @@ def test_committed_params_load():
         ("evaluate.calibration_bins=0", "'evaluate.calibration_bins' must be an integer in"),
         ("audit.threshold=0", "'audit.threshold' must be a distance in (0, 1)"),
         ("audit.bins=1", "'audit.bins' must be an integer in [2, 64]"),
-        ("cv.seeds=[]", "'cv.seeds' must be a non-empty list"),
-        ("cv.seeds=[1, -2]", "'cv.seeds' must be a non-empty list of integers in [0, 2**32)"),
-        ("cv.seeds=[3, 3]", "'cv.seeds' must be a list of distinct seeds"),
-        ("cv.seeds=3", "'cv.seeds' must be a list"),
+        ("cv.splits=1", "'cv.splits' must be an integer in [2, 1000]"),
+        ("cv.splits=[1, 2]", "'cv.splits' must be an integer"),
+        ("cv.seeds=[1, 2]", "unknown key 'cv.seeds'"),
     ],
 )
 def test_bad_values_name_the_key(override, message):
@@ -79,3 +80,26 @@ def test_set_dotted_rejects_malformed_overrides():
         P.set_dotted({}, "train.epochs")
     with pytest.raises(P.ParamsError, match="'nope' is not a section"):
         P.set_dotted({}, "nope.x=1")
+
+
+def test_dvc_rewrites_params_yaml_only_where_it_is_set(tmp_path):
+    """`dvc exp run -S` rewrites params.yaml with DVC's YAML writer: the committed layout is the
+    one it writes, so each -S changes one line (tests/test_pipeline.py runs it for real)."""
+    from dvc.utils.hydra import apply_overrides
+
+    original = (ROOT / "params.yaml").read_text().splitlines()
+    path = tmp_path / "params.yaml"
+    for key, value in [
+        ("train.epochs", "2"),
+        ("model.dropout", "0.25"),
+        ("explain.layer", "conv2d"),
+        ("cv.splits", "3"),
+        ("model.blocks.0.filters", "128"),
+    ]:
+        path.write_text("\n".join(original) + "\n")
+        apply_overrides(path, [f"{key}={value}"])
+        changed = [
+            (a, b) for a, b in zip(original, path.read_text().splitlines(), strict=True) if a != b
+        ]
+        assert len(changed) == 1, (key, changed)
+        assert changed[0][1].split("#")[0].strip().endswith(f": {value}"), changed

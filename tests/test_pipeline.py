@@ -2,7 +2,8 @@
 
 Proves what re-runs after each kind of change, that data stages are byte-reproducible, that
 training is deterministic, that every stage declares exactly the params and modules it uses,
-and that metrics and plots compare across git branches.
+that metrics and plots compare across git branches, that DVC's run-cache restores stages, and
+that a params typo stops the pipeline before it touches any output.
 """
 
 import json
@@ -25,7 +26,7 @@ from dvc_repo import (
     status,
 )
 
-DATA_STAGES = ["synthesize", "augment", "prepare"]
+DATA_STAGES = ["validate", "synthesize", "augment", "prepare"]
 
 pytestmark = pytest.mark.slow
 
@@ -39,11 +40,15 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
     assert status(repo) == {}
     assert repro(repo) == []
     for path in [
+        "data/params.ok",
         "metrics/train.json",
         "metrics/evaluate.json",
-        "metrics/data.json",
-        "metrics/data_manifest.csv",
         "metrics/audit.json",
+        "reports/data_manifest.csv",
+        "reports/data.json",
+        "reports/train.json",
+        "reports/evaluate.json",
+        "reports/audit.json",
         "plots/audit/nearest.csv",
         "plots/synthesize/preview.png",
         "models/model.keras",
@@ -56,18 +61,32 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
         "plots/evaluate/reliability.json",
         "plots/evaluate/reliability.png",
         "plots/augment/preview.png",
-        "plots/train/plots/metrics/eval/loss.tsv",
+        "plots/augment/classes.csv",
+        "plots/train/loss.json",
+        "plots/train/accuracy.json",
         "plots/explain/misclassified.png",
         "plots/explain/gradcam.png",
     ]:
         assert (repo / path).is_file(), path
-    report = json.loads((repo / "metrics/evaluate.json").read_text())
+    report = json.loads((repo / "reports/evaluate.json").read_text())
     assert report["test_images"] == 4  # 2 originals per class: 20 % of 12 sources, rounded
     assert set(report) >= {"accuracy", "blast", "not_blast", "macro_avg", "weighted_avg"}
     assert set(report) >= {"positive_class", "sensitivity", "specificity", "roc_auc", "ci95"}
-    audit = json.loads((repo / "metrics/audit.json").read_text())
+    headline = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert headline["accuracy"] == report["accuracy"]
+    assert headline["accuracy_low"] == report["ci95"]["accuracy"]["low"]
+    audit = json.loads((repo / "reports/audit.json").read_text())
     assert audit["test_images"] == 4
     assert audit["source_in_train"] == audit["near_duplicates"] == 0  # the source split is clean
+    assert json.loads((repo / "metrics/audit.json").read_text()) == {"near_duplicates": 0}
+    loss = json.loads((repo / "plots/train/loss.json").read_text())
+    assert [(r["epoch"], r["split"]) for r in loss] == [
+        (1, "train"), (1, "validation"), (2, "train"), (2, "validation"),
+    ]  # fmt: skip
+    train = json.loads((repo / "metrics/train.json").read_text())
+    assert 1 <= train["best_epoch"] <= 2  # 1-based, like the epochs of the curves
+    best = min((r for r in loss if r["split"] == "validation"), key=lambda r: r["loss"])
+    assert train["best_epoch"] == best["epoch"]
 
 
 @pytest.mark.parametrize(
@@ -83,12 +102,15 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
         ({"train__learning_rate": 0.001}, ["train", "evaluate", "explain"]),
         ({"evaluate__batch_size": 8}, ["evaluate"]),
         ({"explain__per_class": 1}, ["explain"]),
+        ({"cv__splits": 3}, []),  # read by cv/dvc.yaml only
     ],
 )
 def test_a_param_change_reruns_only_what_depends_on_it(repo, change, expected):
     assert repro(repo) == []
     set_params(repo, **change)
-    assert in_order(repro(repo), expected)
+    # validate checks every edit of params.yaml; its output does not change, so it re-runs
+    # nothing by itself.
+    assert in_order(repro(repo), ["validate", *expected])
     assert repro(repo) == []
 
 
@@ -99,13 +121,15 @@ def test_forced_data_stages_reproduce_identical_hashes(repo):
     assert repro(repo) == []  # identical data: training is not invalidated
 
 
-def test_training_twice_gives_the_same_metrics(repo):
-    before = {p: (repo / p).read_text() for p in ["metrics/train.json", "metrics/evaluate.json"]}
+def test_training_twice_gives_the_same_metrics_and_model_bytes(repo):
+    paths = ["metrics/train.json", "reports/evaluate.json", "models/model.keras"]
+    before = {p: (repo / p).read_bytes() for p in paths}
+    lock = (repo / "dvc.lock").read_text()
     assert repro(repo, "-f", "-s", "train") == ["train"]
+    assert repro(repo) == []  # the same model bytes: evaluate and explain are up to date
     assert repro(repo, "-f", "-s", "evaluate") == ["evaluate"]
-    assert repro(repo, "-f", "-s", "explain") == ["explain"]  # model.keras records its save time
-    after = {p: (repo / p).read_text() for p in before}
-    assert after == before
+    assert {p: (repo / p).read_bytes() for p in paths} == before
+    assert (repo / "dvc.lock").read_text() == lock
 
 
 def test_stages_declare_exactly_the_params_and_modules_they_use(repo):
@@ -117,9 +141,11 @@ def test_stages_declare_exactly_the_params_and_modules_they_use(repo):
         slot["params"] |= set(entry["params"])
         slot["modules"] |= set(entry["modules"])
     assert set(used) == set(STAGES)
+    assert declared["validate"]["params"] == [{"params.yaml": None}]  # all of it, as a whole
     for stage in STAGES:
         spec = declared[stage]
-        assert set(spec["params"]) == used[stage]["params"], stage
+        if stage != "validate":
+            assert set(spec["params"]) == used[stage]["params"], stage
         src_deps = {d for d in spec["deps"] if d.startswith("src/")}
         assert src_deps == used[stage]["modules"], stage
         assert f"stages/{stage}.py" in spec["deps"]
@@ -131,18 +157,18 @@ def test_metrics_and_plots_compare_across_branches(repo):
     run(repo, "git", "commit", "-q", "-m", "baseline")
     run(repo, "git", "checkout", "-q", "-b", "wider")
     set_params(repo, model__width=0.25)
-    assert repro(repo) == ["train", "evaluate", "explain"]
+    assert in_order(repro(repo), ["validate", "train", "evaluate", "explain"])
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "wider model")
 
     diff = dvc_json(repo, "metrics", "diff", "main", "wider")
     train = diff["metrics/train.json"]
-    assert train["params"]["old"] < train["params"]["new"]
-    assert any(v.get("diff") not in (0, None) for k, v in train.items() if k != "params")
+    assert train["parameter_count"]["old"] < train["parameter_count"]["new"]
 
     html = repo.path.parent / "plots_html"
     dvc(repo, "plots", "diff", "main", "wider", "-o", str(html))
     page = (html / "index.html").read_text()
+    assert "<script src=" not in page  # the committed offline template: no CDN
     for title in [
         "Loss per epoch",
         "Accuracy per epoch",
@@ -150,6 +176,8 @@ def test_metrics_and_plots_compare_across_branches(repo):
         "ROC curve (test)",
         "Precision-recall curve (test)",
         "Reliability diagram (test)",
+        "Images per class (used)",
+        "Leakage audit, distance from each test image to its nearest training image",
         "confusion_matrix.png",
         "confusion_matrix_normalised.png",
         "preview.png",
@@ -185,17 +213,18 @@ def _exp_run_on(repo: Repo, folder: str) -> list[str]:
 
 def test_a_dvc_added_four_class_jpeg_folder_runs_end_to_end(repo):
     _write_subtype_set(repo / "data" / "subtypes", per_class=8)
-    assert in_order(_exp_run_on(repo, "data/subtypes"), STAGES[1:])  # all but synthesize
-    data = json.loads((repo / "metrics/data.json").read_text())
+    ran = _exp_run_on(repo, "data/subtypes")
+    assert in_order(ran, [s for s in STAGES if s != "synthesize"])
+    data = json.loads((repo / "reports/data.json").read_text())
     assert data["per_class"] == {"Benign": 8, "Early": 8, "Pre": 8, "Pro": 8}
-    report = json.loads((repo / "metrics/evaluate.json").read_text())
+    report = json.loads((repo / "reports/evaluate.json").read_text())
     assert {"Benign", "Early", "Pre", "Pro"} <= set(report)
     assert report["test_images"] == 8  # 2 originals of each class
     actual = {
         r["actual"] for r in json.loads((repo / "plots/evaluate/confusion.json").read_text())
     }
     assert actual == {"Benign", "Early", "Pre", "Pro"}
-    manifest = (repo / "metrics/data_manifest.csv").read_text().splitlines()
+    manifest = (repo / "reports/data_manifest.csv").read_text().splitlines()
     assert manifest[0].startswith("path,class,status,width,height,file_sha256")
     assert manifest[1].startswith("Benign/benign_00.jpg,Benign,used,224,224,")
 
@@ -208,9 +237,11 @@ def test_a_dvc_added_all_idb2_folder_with_a_bad_file_skipped(repo):
     set_params(repo, data__on_bad_image="skip")
     ran = _exp_run_on(repo, "data/ALL_IDB2")
     # The same 24 images as data/synthetic: DVC's run cache may restore later stages instead.
-    assert ran[0] == "augment"
+    assert ran[:2] == ["validate", "augment"]
     assert "synthesize" not in ran
-    data = json.loads((repo / "metrics/data.json").read_text())
+    data = json.loads((repo / "reports/data.json").read_text())
     assert data["skipped"] == 1
     assert data["images"] == 24
-    assert "skipped" in dvc(repo, "metrics", "show")
+    assert "skipped" in dvc(repo, "metrics", "show", "reports/data.json")
+    classes = (repo / "plots/augment/classes.csv").read_text().splitlines()
+    assert classes == ["class,images,skipped", "not_blast,12,0", "blast,12,1"]

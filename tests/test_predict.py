@@ -93,7 +93,7 @@ def test_mixed_folder_predicts_good_files_and_names_bad_ones(tmp_path, model_dir
     captured = capsys.readouterr()
     for path in bad:
         assert f"blastcell: {path}:" in captured.err
-    assert "predict [" not in captured.err  # 8 images: no progress bar
+    assert "\r" not in captured.err  # standard error is not a terminal: no progress bar
 
     rows = _read_csv(out)
     assert list(rows[0]) == [
@@ -140,7 +140,7 @@ def test_all_good_inputs_exit_0_and_write_json(tmp_path, model_dir, capsys, monk
     )  # fmt: skip
     assert code == 0
     captured = capsys.readouterr()
-    assert "predict [" in captured.err  # more than 8 images: a progress bar
+    assert "\r" not in captured.err  # no terminal, no bar
     assert "failed: 0" in captured.out
     records = json.loads(out.read_text())
     assert [r["path"] for r in records] == [str(p) for p in sorted(files)]  # each file once
@@ -242,3 +242,24 @@ def test_nothing_found_exits_1(tmp_path, model_dir, capsys):
     assert cli_main([*args, "--output", str(out)]) == 1
     assert "holds no image files" in capsys.readouterr().err
     assert json.loads(out.read_text())[0]["status"] == "error"
+
+
+def test_a_progress_bar_is_drawn_on_a_terminal_only(tmp_path, model_dir, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    files = [_save(tmp_path / "in" / f"{i}.png", i) for i in range(3)]
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    out = tmp_path / "p.csv"
+    code = cli_main(["predict", *map(str, files), "--model", str(model_dir / "model.keras"),
+                     "--output", str(out), "--batch-size", "1"])  # fmt: skip
+    assert code == 0
+    drawn = terminal.getvalue()
+    assert "\rpredict:   0%|" in drawn
+    assert "/3 [" in drawn  # counts images out of 3
+    assert drawn.endswith("\r")  # and clears its line when done

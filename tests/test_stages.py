@@ -3,6 +3,7 @@ and leaves no output behind."""
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,10 @@ def augment_args(data: Path, folder: Path) -> list[str]:
         str(folder / "p.png"),
         "--manifest",
         str(folder / "manifest.csv"),
-        "--metrics",
-        str(folder / "data.json"),
+        "--report",
+        str(folder / "data_report.json"),
+        "--classes",
+        str(folder / "classes.csv"),
     ]
 
 
@@ -192,30 +195,44 @@ def test_augment_error_in_a_worker_names_the_file_and_leaves_no_output(tmp_path,
     assert list(tmp_path.glob(".augmented*")) == []
 
 
-def test_aggregate_names_a_missing_report_and_writes_nothing(tmp_path, params):
-    _edit(params, "cv", "seeds", [1, 2])
-    splits = tmp_path / "splits"
-    for seed in (1, 2):
-        (splits / f"split_{seed}").mkdir(parents=True)
-        report = {"test_images": 4, "accuracy": 0.5 * seed, "ci95": {"accuracy": [0, 1]}}
-        (splits / f"split_{seed}" / "evaluate.json").write_text(json.dumps(report))
-    (splits / "split_1" / "audit.json").write_text(json.dumps({"near_duplicates": 0}))
-    out = ["--input", str(splits), "--output", str(tmp_path / "summary.json")]
-    out += ["--table", str(tmp_path / "splits.csv"), "--params", str(params)]
-    with pytest.raises(DataError, match=r"split_2/audit.json is missing: audit has not run on"):
-        stage("aggregate").main(out)
-    assert not (tmp_path / "summary.json").exists()
-    assert not (tmp_path / "splits.csv").exists()
+def test_a_data_error_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, params):
+    import subprocess
+    import sys
 
-    (splits / "split_2" / "audit.json").write_text(json.dumps({"near_duplicates": 1}))
-    stage("aggregate").main(out)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["splits"] == 2
-    assert summary["accuracy"]["mean"] == 0.75
-    assert "ci95" not in summary
-    assert summary["audit"]["near_duplicates"]["max"] == 1
-    assert (tmp_path / "splits.csv").read_text().splitlines() == [
-        "seed,test_images,accuracy,near_duplicates",
-        "1,4,0.5,0",
-        "2,4,1.0,1",
+    script = str(ROOT / "stages" / "augment.py")
+    args = [
+        sys.executable,
+        script,
+        "--params",
+        str(params),
+        *augment_args(tmp_path / "x", tmp_path),
     ]
+    result = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"augment: data folder {tmp_path / 'x'} does not exist or is not a folder"
+    ]
+
+    debug = {**os.environ, "BLASTCELL_DEBUG": "1"}
+    result = subprocess.run(args, capture_output=True, text=True, check=False, env=debug)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().endswith("does not exist or is not a folder")
+
+
+def test_a_tensorflow_stage_starts_quietly(tmp_path, params):
+    """No TensorFlow start-up lines (oneDNN, CUDA, CPU hints) reach a stage's output."""
+    import subprocess
+    import sys
+
+    _, prep = run_data_stages(tmp_path, params)
+    args = [sys.executable, str(ROOT / "stages" / "audit.py"), "--params", str(params)]
+    args += ["--data", str(prep), "--metrics", str(tmp_path / "a.json")]
+    args += ["--report", str(tmp_path / "r.json"), "--nearest", str(tmp_path / "n.csv")]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.count("\n") == 1  # its one summary line
+    assert result.stdout.startswith("audit: ")
+    assert json.loads((tmp_path / "a.json").read_text()) == {"near_duplicates": 0}

@@ -1,31 +1,35 @@
-"""Summarise repeated splits: mean, spread and range of every numeric metric over the splits.
+"""Summarise repeated splits: one row of headline numbers per split, and their spread.
 
-The reports are the evaluate stage's JSON, one per split. Whatever numeric leaves they hold (at
-any depth of nested objects, or in lists) are summarised under the same path, each leaf becoming
-`{mean, std, min, max, n}`; text, booleans, nulls and non-finite numbers are left out. A leaf
-present in only some reports is summarised over those (its `n` says how many). `table` lays the
-headline metrics out one row per split.
+Each split contributes the evaluate stage's full report, the audit stage's report and the train
+stage's report; `split_row` keeps the numbers a paper on ALL-IDB reports (`COLUMNS`). `summary`
+is what `dvc exp show` compares (the mean and spread of accuracy); `describe` gives the mean,
+standard deviation and range of every column, for people:
+`python -m blastcell.aggregate cv/splits.json` prints it.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-# A split's own bootstrap intervals describe that split's test sampling; over splits, the spread
-# of the metric itself says it, so these parts of a report are not summarised.
-PER_SPLIT_ONLY = ("ci95", "bootstrap")
-# The measures a paper on ALL-IDB reports, one column each in the per-split table.
-HEADLINE = (
-    "accuracy",
-    "balanced_accuracy",
-    "sensitivity",
-    "specificity",
-    "classification_error",
-    "roc_auc",
-    "average_precision",
-    "ece",
+# One per split, in this order: (column, the report it comes from).
+COLUMNS = (
+    ("test_images", "evaluate"),
+    ("accuracy", "evaluate"),
+    ("balanced_accuracy", "evaluate"),
+    ("sensitivity", "evaluate"),
+    ("specificity", "evaluate"),
+    ("classification_error", "evaluate"),
+    ("roc_auc", "evaluate"),
+    ("average_precision", "evaluate"),
+    ("ece", "evaluate"),
+    ("best_epoch", "train"),
+    ("near_duplicates", "audit"),
+    ("median_distance", "audit"),
 )
 
 
@@ -33,20 +37,21 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _leaves(node: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], float]]:
-    """(path, value) of every finite numeric leaf, in document order."""
-    if isinstance(node, Mapping):
-        items = [(str(k), v) for k, v in node.items()]
-    elif isinstance(node, list | tuple):
-        items = [(str(i), v) for i, v in enumerate(node)]
-    else:
-        return [(path, float(node))] if _is_number(node) else []
-    return [leaf for key, value in items for leaf in _leaves(value, (*path, key))]
+def split_row(seed: int, reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The headline numbers of one split from its reports ("evaluate", "train", "audit");
+    a number a report lacks or cannot define (null, NaN) is null."""
+    row: dict[str, Any] = {"seed": seed}
+    for column, stage in COLUMNS:
+        value = reports[stage].get(column)
+        row[column] = value if _is_number(value) else None
+    return row
 
 
 def stats(values: Sequence[float], digits: int = 6) -> dict[str, float | int | None]:
     """Mean, sample standard deviation (ddof=1; null for one value), min, max and n."""
     n = len(values)
+    if not n:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
     mean = math.fsum(values) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
     return {
@@ -58,46 +63,49 @@ def stats(values: Sequence[float], digits: int = 6) -> dict[str, float | int | N
     }
 
 
-def summarize(
-    reports: Sequence[Mapping[str, Any]], digits: int = 6, skip: Sequence[str] = ()
-) -> dict[str, Any]:
-    """One nested summary of `reports`: each numeric leaf's path maps to its `stats`.
+def column(rows: Sequence[Mapping[str, Any]], name: str) -> list[float]:
+    """The defined values of one column."""
+    return [r[name] for r in rows if _is_number(r.get(name))]
 
-    Top-level keys named in `skip` are left out.
+
+def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The metrics `dvc exp show` compares: the mean and standard deviation of accuracy.
+
+    Two numbers only, so that beside the default pipeline's headline the table stays readable;
+    the other measures of every split are in the table (`describe`, and a DVC plot).
     """
-    if not reports or not all(isinstance(r, Mapping) for r in reports):
-        raise ValueError("summarize needs one or more reports, each a JSON object")
-    collected: dict[tuple[str, ...], list[float]] = {}
-    for report in reports:
-        kept = {k: v for k, v in report.items() if k not in skip}
-        for path, value in _leaves(kept):
-            collected.setdefault(path, []).append(value)
-    summary: dict[str, Any] = {}
-    for path, values in collected.items():
-        node = summary
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = stats(values, digits)
-    clashes = [p for p in collected if any(p[:i] in collected for i in range(1, len(p)))]
-    if clashes:
-        where = ".".join(clashes[0][:-1])
-        raise ValueError(f"'{where}' is a number in one report and an object in another")
-    return summary
+    if not rows:
+        raise ValueError("summary needs one or more splits")
+    accuracy = stats(column(rows, "accuracy"))
+    out = {"accuracy_mean": accuracy["mean"], "accuracy_sd": accuracy["std"]}
+    return {k: v for k, v in out.items() if v is not None}
 
 
-def table(
-    reports: Sequence[Mapping[str, Any]], seeds: Sequence[int], columns: Sequence[str] = HEADLINE
-) -> tuple[list[str], list[list[object]]]:
-    """Header and rows: `seed`, `test_images`, then each of `columns` that some report has.
+def describe(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Lines of `column  mean ± sd  (min to max, n)` for every numeric column."""
+    lines = []
+    for name, _ in COLUMNS:
+        s = stats(column(rows, name), digits=3)
+        if not s["n"]:
+            continue
+        sd = "" if s["std"] is None else f" ± {s['std']:.3f}"
+        lines.append(
+            f"{name:22} {s['mean']:.3f}{sd}  ({s['min']:.3f} to {s['max']:.3f}, n={s['n']})"
+        )
+    return lines
 
-    A value a report lacks or cannot define (null, NaN) is an empty cell.
-    """
-    if len(reports) != len(seeds):
-        raise ValueError(f"{len(reports)} reports for {len(seeds)} seeds")
-    present = [c for c in columns if any(_is_number(r.get(c)) for r in reports)]
-    header = ["seed", "test_images", *present]
-    rows = [
-        [seed, r.get("test_images", ""), *(r[c] if _is_number(r.get(c)) else "" for c in present)]
-        for seed, r in zip(seeds, reports, strict=True)
-    ]
-    return header, rows
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m blastcell.aggregate",
+        description="Print mean, sd and range over the repeated splits of every column.",
+    )
+    parser.add_argument("table", type=Path, nargs="?", default=Path("cv/splits.json"))
+    args = parser.parse_args(argv)
+    rows = json.loads(args.table.read_text())
+    print(f"{len(rows)} splits (mean ± sd, min to max)")
+    print("\n".join(describe(rows)))
+
+
+if __name__ == "__main__":
+    main()

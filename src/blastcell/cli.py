@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from blastcell import __version__, progress
 from blastcell import params as P
 
 
 def summary(args: argparse.Namespace) -> int:
     """Print the Keras summary of the model that params.yaml (with overrides) describes."""
     params = P.load(args.params, args.set)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from blastcell import model as M
 
     net = M.build(params.model, params.prepare.image_size, args.classes)
@@ -24,7 +23,6 @@ def summary(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     """Classify image files and folders with a trained model; write a CSV or JSON table."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from blastcell import predict as PR
 
     def error(message: str) -> None:
@@ -41,15 +39,19 @@ def predict(args: argparse.Namespace) -> int:
         error(str(err))
         return 2
     inputs = PR.collect(args.inputs)
-    progress = PR.Progress(sum(not item.error for item in inputs))
+    with progress.bar(sum(not item.error for item in inputs), "predict") as bar:
 
-    def failed(message: str) -> None:
-        progress.break_line()
-        error(message)
+        def failed(message: str) -> None:
+            bar.write(f"blastcell: {message}", file=sys.stderr)  # above the bar, if one is drawn
 
-    results = PR.predict(
-        model, inputs, batch_size=args.batch_size, tta=args.tta, on_error=failed, progress=progress
-    )
+        results = PR.predict(
+            model,
+            inputs,
+            batch_size=args.batch_size,
+            tta=args.tta,
+            on_error=failed,
+            progress=bar.update,
+        )
     try:
         PR.write(args.output, results, classes)
     except OSError as err:
@@ -74,6 +76,7 @@ def _positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="blastcell", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"blastcell {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("summary", help=summary.__doc__, description=summary.__doc__)
     p.add_argument("--params", type=Path, default=Path("params.yaml"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import json
 import os
 import shutil
@@ -49,10 +50,45 @@ def _umask() -> int:
     return mask
 
 
+# tempfile's random part: 8 characters of [a-z0-9_].
+_TEMP_PART = "[a-z0-9_]" * 8
+
+
+def _remove_stale(parent: Path, prefix: str, suffix: str = "") -> None:
+    """Remove what a killed run left: `parent/<prefix><8 random characters><suffix>`.
+
+    DVC never runs two stages in one workspace at once, so such a leftover is never live.
+    """
+    for stale in parent.glob(f"{glob.escape(prefix)}{_TEMP_PART}{glob.escape(suffix)}"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(parent: Path, name: str) -> Iterator[Path]:
+    """Yield a new folder `parent/.<name>.XXXXXXXX`, removed afterwards, whatever happens.
+
+    Leftovers of a run that was killed are removed first.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(parent, f".{name}.")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder that replaces `target` only if the block succeeds."""
+    """Yield a temporary folder that replaces `target` only if the block succeeds.
+
+    Temporary folders that a killed run left beside `target` are removed first.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target.parent, f".{target.name}.")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; outputs get the usual mode
     try:
@@ -67,8 +103,12 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_file(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target` that replaces it only if the block succeeds."""
+    """Yield a temporary path beside `target` that replaces it only if the block succeeds.
+
+    Temporary files that a killed run left beside `target` are removed first.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target.parent, f".{target.stem}.", target.suffix)
     fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)

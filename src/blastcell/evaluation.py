@@ -8,7 +8,7 @@ reliability diagram's bins) and ROC / precision-recall curve points for DVC plot
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.stats import rankdata
@@ -65,6 +65,31 @@ def confusion_records(
         {"actual": classes[t], "predicted": classes[p]}
         for t, p in zip(y_true.tolist(), y_pred.tolist(), strict=True)
     ]
+
+
+# The numbers `dvc exp show` and `dvc metrics show` compare (metrics/evaluate.json); the full
+# report, with the per-class numbers and the bootstrap details, is a file of its own.
+HEADLINE = (
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "sensitivity",
+    "specificity",
+    "roc_auc",
+    "ece",
+)
+
+
+def headline(full: dict) -> dict:
+    """The headline of a full report: accuracy with its 95 % interval (when bootstrapped),
+    sensitivity, specificity, ROC AUC and ECE; a value the test set cannot define is left out."""
+    interval = full.get("ci95", {}).get("accuracy", {})
+    values = {
+        **{k: full.get(k) for k in HEADLINE},
+        "accuracy_low": interval.get("low"),
+        "accuracy_high": interval.get("high"),
+    }
+    return {k: values[k] for k in HEADLINE if values[k] is not None}
 
 
 # --- Beyond the seed's report: the ALL-IDB benchmark's measures, ranking, calibration, CIs ---
@@ -209,6 +234,7 @@ def bootstrap(
     resamples: int,
     seed: int,
     max_elements: int = 4_000_000,
+    progress: Callable[[int], object] | None = None,
 ) -> dict:
     """95 % percentile intervals of accuracy, sensitivity, specificity, balanced accuracy, AUC.
 
@@ -217,6 +243,7 @@ def bootstrap(
     drawn indices to bound memory. Sensitivity, specificity and AUC are as in `scores` (positive
     class, or macro one-vs-rest). A resample in which a metric is undefined (a class not drawn)
     is left out of that metric's interval; `valid` counts the resamples each interval uses.
+    `progress(n)` is called as each `n` more resamples are scored.
     Returns {"ci95": {metric: {"low", "high"}}, "bootstrap": {"resamples", "valid": {...}}}.
     """
     probs = normalise(probs)
@@ -229,6 +256,8 @@ def bootstrap(
         idx = rng.integers(0, n, size=(min(chunk, resamples - start), n))
         for name, values in _resample_metrics(y_true, probs, positive, idx).items():
             parts[name].append(values)
+        if progress is not None:
+            progress(len(idx))
     ci, valid = {}, {}
     for name in CI_METRICS:
         values = np.concatenate(parts[name]) if parts[name] else np.empty(0)

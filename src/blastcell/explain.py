@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from blastcell import shards
 from blastcell.data import DataError, read_csv
 from blastcell.params import ParamsError
+from blastcell.tf import keras, tf
 
 # Layers that merely pass a convolution's maps on: the auto choice takes the first of these
 # directly after the last convolution (its activation), as Grad-CAM's authors do.

@@ -118,7 +118,7 @@ class Report:
         return sorted(self.rows, key=lambda row: str(row[0]))
 
     def metrics(self) -> dict[str, object]:
-        """Counts for `dvc metrics show`: images used per class, skipped, duplicates, converted."""
+        """Counts: images used, per class, skipped, duplicates and converted."""
         used = [row for row in self.rows if row[2] == "used"]
         per_class = {name: sum(row[1] == name for row in used) for name in self.classes}
         return {
@@ -128,6 +128,17 @@ class Report:
             "duplicates": self.duplicates,
             "converted": self.converted,
         }
+
+    def per_class(self) -> list[list[object]]:
+        """One row per class: its name, images used and files skipped."""
+        return [
+            [
+                name,
+                sum(row[1] == name and row[2] == "used" for row in self.rows),
+                sum(row[1] == name and row[2] == "skipped" for row in self.rows),
+            ]
+            for name in self.classes
+        ]
 
 
 def is_hidden(path: Path) -> bool:

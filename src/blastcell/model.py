@@ -6,12 +6,14 @@ model can be used on images straight from disk.
 
 from __future__ import annotations
 
+import json
+import zipfile
 from pathlib import Path
 
-import keras
-from keras import layers
-
 from blastcell.params import Block, ModelParams, ParamsError
+from blastcell.tf import keras, tf
+
+layers = keras.layers
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -128,11 +130,57 @@ def resolve_precision(precision: str) -> str:
     """
     if precision != "auto":
         return precision
-    import tensorflow as tf
-
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         capability = details.get("compute_capability") or (0, 0)
         return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "float32"
     return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
+
+
+def _renumber_shared(node: object, ids: dict[int, int]) -> object:
+    """`node` with every `shared_object_id` replaced by its order of first appearance."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "shared_object_id" and isinstance(value, int):
+                out[key] = ids.setdefault(value, len(ids) + 1)
+            else:
+                out[key] = _renumber_shared(value, ids)
+        return out
+    if isinstance(node, list):
+        return [_renumber_shared(v, ids) for v in node]
+    return node
+
+
+def save(model: keras.Model, path: Path) -> None:
+    """Save `model` as a `.keras` file whose bytes depend only on the model.
+
+    Keras stamps the file with the time of saving (`date_saved` in its metadata, and the weights
+    entry's zip date) and numbers objects shared between layers (the dtype policy) by their
+    memory address, so the same weights would hash differently on every run: the stamps are
+    removed and the shared objects renumbered 1, 2, ... in order of appearance, so DVC sees an
+    unchanged model as unchanged.
+    """
+    path = Path(path)
+    raw = path.with_name(f"{path.stem}.unstamped{path.suffix}")
+    try:
+        model.save(raw)
+        with zipfile.ZipFile(raw) as src, zipfile.ZipFile(path, "w") as dst:
+            for info in src.infolist():
+                data = src.read(info)
+                if info.filename == "metadata.json":
+                    meta = json.loads(data)
+                    meta.pop("date_saved", None)
+                    data = json.dumps(meta).encode()
+                elif info.filename == "config.json":
+                    data = json.dumps(_renumber_shared(json.loads(data), {})).encode()
+                entry = zipfile.ZipInfo(info.filename, date_time=_ZIP_TIME)
+                entry.compress_type = info.compress_type
+                entry.external_attr = info.external_attr
+                dst.writestr(entry, data)
+    finally:
+        raw.unlink(missing_ok=True)

@@ -274,12 +274,15 @@ class AuditParams(Section):
 
 @_section("cv")
 class CvParams(Section):
-    seeds: tuple[int, ...] = tuple(range(1, 11))  # one split of the cells per seed
+    splits: int = 10  # repeated splits of the cells, drawn with seeds 1 to splits
 
     def __post_init__(self) -> None:
-        ok = len(self.seeds) >= 1 and all(0 <= s < 2**32 for s in self.seeds)
-        _check(ok, "cv.seeds", "a non-empty list of integers in [0, 2**32)")
-        _check(len(set(self.seeds)) == len(self.seeds), "cv.seeds", "a list of distinct seeds")
+        _check(2 <= self.splits <= 1000, "cv.splits", "an integer in [2, 1000]")
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The split seeds: 1 to `splits`."""
+        return tuple(range(1, self.splits + 1))
 
 
 SECTIONS: dict[str, type] = {

@@ -15,12 +15,11 @@ averaged prediction is exactly invariant to flipping or rotating the input image
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,10 +27,9 @@ from blastcell import ingest, split
 from blastcell.data import atomic_file, write_csv, write_json
 
 if TYPE_CHECKING:
-    import keras
+    from blastcell.tf import keras
 
 OK, ERROR = "ok", "error"
-PROGRESS_MIN_IMAGES = 8  # a progress bar only for more images than this
 
 
 class PredictError(ValueError):
@@ -108,7 +106,7 @@ def load_model(path: Path) -> keras.Model:
     """Load a saved Keras model safely (no code from the file); checks it takes square RGB."""
     if not path.is_file():
         raise PredictError(f"model file {path} does not exist")
-    import keras
+    from blastcell.tf import keras
 
     try:
         model = keras.models.load_model(path, safe_mode=True)
@@ -165,34 +163,6 @@ def probabilities(model: keras.Model, x: np.ndarray, tta: bool = False) -> np.nd
     return (total / len(views)).astype(np.float32)
 
 
-class Progress:
-    """A one-line progress bar on a stream (stderr), drawn only when there are many images."""
-
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
-        self.total, self.width, self.done = total, width, 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.shown = total > PROGRESS_MIN_IMAGES
-        self.mid_line = False
-
-    def break_line(self) -> None:
-        """End a half-drawn bar so that a message printed next starts on its own line."""
-        if self.mid_line:
-            self.stream.write("\n")
-            self.mid_line = False
-
-    def advance(self, n: int) -> None:
-        """Count `n` more images done and redraw."""
-        self.done += n
-        if not self.shown:
-            return
-        filled = self.width * self.done // self.total
-        bar = "=" * filled + "." * (self.width - filled)
-        end = "\n" if self.done >= self.total else ""
-        self.stream.write(f"\rpredict [{bar}] {self.done}/{self.total} images{end}")
-        self.stream.flush()
-        self.mid_line = not end
-
-
 def predict(
     model: keras.Model,
     inputs: Sequence[Input],
@@ -200,9 +170,12 @@ def predict(
     batch_size: int = 32,
     tta: bool = False,
     on_error: Callable[[str], None] | None = None,
-    progress: Progress | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> list[Prediction]:
-    """Predict every input in batches; failures (named via `on_error`) do not stop the rest."""
+    """Predict every input in batches; failures (named via `on_error`) do not stop the rest.
+
+    `progress(n)` is called as each `n` more images are done.
+    """
     if batch_size < 1:
         raise PredictError(f"batch size must be at least 1, got {batch_size}")
     size = int(model.input_shape[1])
@@ -222,7 +195,7 @@ def predict(
         for (i, _), row in zip(batch, p, strict=True):
             results[i] = Prediction(inputs[i].path, row)
         if progress is not None:
-            progress.advance(len(batch))
+            progress(len(batch))
         batch.clear()
 
     for i, item in enumerate(inputs):
@@ -234,7 +207,7 @@ def predict(
         except ingest.BadImage as err:
             fail(i, str(err).splitlines()[0])  # decoders may append install hints
             if progress is not None:
-                progress.advance(1)
+                progress(1)
             continue
         batch.append((i, split.resize(pixels, size)))
         if len(batch) >= batch_size:

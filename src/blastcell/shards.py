@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from blastcell.data import DataError, read_json, write_json
+from blastcell.tf import tf
 
 SUFFIX = ".tfrecord"
 SPEC = "spec.json"

@@ -801,6 +801,7 @@ def write_dataset(
     difficulty: float = 0.5,
     workers: int = 1,
     write: Callable[[Path, np.ndarray], None] | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> list[str]:
     """Render the whole :func:`dataset` into ``folder`` with ``workers`` processes.
 
@@ -808,7 +809,8 @@ def write_dataset(
     picklable (a module-level function) when ``workers > 1``.  ``workers == 0`` means one per
     CPU core; with one worker everything runs in this process.  Each worker renders and writes
     contiguous chunks of images; as every image depends only on (seed, index), the files are
-    byte-identical whatever the number of workers.  Returns the file names in order.
+    byte-identical whatever the number of workers.  ``progress(n)`` is called as each ``n``
+    more images are written.  Returns the file names in order.
     """
     n_blast, n_not_blast = _check_counts(n_blast, n_not_blast)
     size = _check_size(size)
@@ -820,16 +822,18 @@ def write_dataset(
     folder = Path(folder)
     total = n_blast + n_not_blast
     args = (n_blast, n_not_blast, size, seed, difficulty, write)
+    chunk = max(1, min(64, math.ceil(total / (4 * workers))))
+    chunks = [range(i, min(i + chunk, total)) for i in range(0, total, chunk)]
+    done = progress or (lambda n: None)
     if workers == 1 or total == 1:
-        _write_chunk(folder, range(total), *args)
+        for c in chunks:
+            done(_write_chunk(folder, c, *args))
     else:
-        chunk = max(1, min(64, math.ceil(total / (4 * workers))))
-        chunks = [range(i, min(i + chunk, total)) for i in range(0, total, chunk)]
         # forkserver/spawn, not fork: the caller may hold threads (e.g. TensorFlow's).
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
             futures = [pool.submit(_write_chunk, folder, c, *args) for c in chunks]
             for future in futures:
-                future.result()
+                done(future.result())
     return [file_name(i, 1 if i < n_blast else 0, total) for i in range(total)]

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import keras
 import numpy as np
-import tensorflow as tf
 
+from blastcell import progress
 from blastcell.params import ParamsError, TrainParams
+from blastcell.tf import keras, tf
 
 
 def make_deterministic(seed: int) -> None:
@@ -112,6 +112,52 @@ class KeepBest(keras.callbacks.Callback):
             self.model.set_weights(self._weights)
 
 
+class Curves(keras.callbacks.Callback):
+    """Collect loss and accuracy per epoch (1-based) for the training and validation data.
+
+    After every epoch, `write(name, records)` gets the whole curve so far of `loss` and of
+    `accuracy`: records {epoch, split ("train" or "validation"), <name>}, the shape the
+    `curves_by_split` DVC plot template draws as one line per split.
+    """
+
+    def __init__(self, write: Callable[[str, list[dict]], None]) -> None:
+        super().__init__()
+        self.write = write
+        self.records: dict[str, list[dict]] = {"loss": [], "accuracy": []}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        for name, records in self.records.items():
+            for split, key in (("train", name), ("validation", f"val_{name}")):
+                if key in logs:
+                    records.append(
+                        {"epoch": epoch + 1, "split": split, name: round(float(logs[key]), 6)}
+                    )
+            self.write(name, records)
+
+
+class ProgressBar(keras.callbacks.Callback):
+    """A progress bar over every training batch of every epoch, drawn only on a terminal."""
+
+    def __init__(self, epochs: int, steps: int | None) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.bar = progress.bar(epochs * steps if steps else None, "train", unit="batch")
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.bar.set_description(f"train: epoch {epoch + 1}/{self.epochs}")
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.bar.update(1)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        shown = ("loss", "val_loss", "val_accuracy")
+        self.bar.set_postfix({k: f"{float(v):.3f}" for k, v in (logs or {}).items() if k in shown})
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.bar.close()
+
+
 @dataclass(frozen=True)
 class Summary:
     """What training reports: the best epoch (1-based) and its metrics."""
@@ -121,6 +167,12 @@ class Summary:
     logs: dict[str, float]
 
 
+def steps(dataset: tf.data.Dataset) -> int | None:
+    """Batches per epoch of `dataset`, if TensorFlow knows it."""
+    n = int(dataset.cardinality())
+    return n if n >= 0 else None
+
+
 def fit(
     model: keras.Model,
     train: tf.data.Dataset,
@@ -128,14 +180,17 @@ def fit(
     params: TrainParams,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Summary:
-    """Train a compiled `model` on batched datasets, leaving it at its best-validation weights."""
+    """Train a compiled `model` on batched datasets, leaving it at its best-validation weights.
+
+    Keras prints nothing; a progress bar is drawn on a terminal.
+    """
     keep = KeepBest(params.monitor)
     model.fit(
         train,
         validation_data=val,
         epochs=params.epochs,
-        callbacks=[*callbacks, keep],
+        callbacks=[*callbacks, ProgressBar(params.epochs, steps(train)), keep],
         shuffle=False,  # the dataset reshuffles itself each epoch
-        verbose=2,
+        verbose=0,
     )
     return Summary(keep.best_epoch + 1, params.epochs, keep.best_logs)

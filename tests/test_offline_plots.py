@@ -1,0 +1,127 @@
+"""`dvc plots show` / `dvc plots diff` pages load no remote script: `.dvc/config` points DVC at
+`.dvc/plots/offline.html`, which inlines Vega, Vega-Lite and Vega-Embed (built by
+tools/build_offline_html.py) instead of DVC's default CDN script tags."""
+
+import importlib.util
+import os
+import re
+import shutil
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from dvc_repo import Repo, dvc, run
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ["vega", "vega-lite", "vega-embed"]
+
+
+def build_script() -> ModuleType:
+    path = ROOT / "tools" / "build_offline_html.py"
+    spec = importlib.util.spec_from_file_location("build_offline_html", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses looks the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+class Tags(HTMLParser):
+    """The attributes of every script, link and img tag (script contents are not parsed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in {"script", "link", "img"}:
+            self.tags.append((tag, dict(attrs)))
+
+
+@pytest.fixture(scope="module")
+def plots_repo(tmp_path_factory) -> Repo:
+    """A git + DVC repo with the project's plots config, a top-level CSV plot and a PNG."""
+    path = tmp_path_factory.mktemp("offline") / "repo"
+    path.mkdir()
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+    repo = Repo(path, env)
+    run(repo, "git", "init", "-q", "-b", "main")
+    dvc(repo, "init", "-q")
+    shutil.copy(ROOT / ".dvc" / "config", path / ".dvc" / "config")
+    shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots", dirs_exist_ok=True)
+    (path / "loss.csv").write_text("step,loss\n0,1.0\n1,0.6\n2,0.4\n")
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(path / "cell.png")
+    (path / "dvc.yaml").write_text(
+        "plots:\n  - loss.csv:\n      x: step\n      y: loss\n      template: linear\n"
+        "  - cell.png\n"
+    )
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", "plots")
+    (path / "loss.csv").write_text("step,loss\n0,1.0\n1,0.5\n2,0.3\n")  # for plots diff
+    return repo
+
+
+@pytest.mark.parametrize("command", [["show"], ["diff", "HEAD"]])
+def test_plots_page_renders_with_inlined_libraries_only(plots_repo, command):
+    out = plots_repo.path.parent / f"out_{command[0]}"
+    dvc(plots_repo, "plots", *command, "-o", str(out))
+    page = (out / "index.html").read_text(encoding="utf-8")
+
+    assert "vegaEmbed('#loss_csv', spec)" in page
+    assert '"loss"' in page
+    parser = Tags()
+    parser.feed(page)
+    images = [attrs.get("src") or "" for tag, attrs in parser.tags if tag == "img"]
+    assert images
+    assert all(src.startswith("static/") and src.endswith("cell.png") for src in images)
+
+    scripts = [attrs for tag, attrs in parser.tags if tag == "script"]
+    assert len(scripts) >= 3 + 1  # the three libraries, then one per Vega plot
+    assert not [attrs for attrs in scripts if "src" in attrs]
+    for tag, attrs in parser.tags:
+        if tag in {"script", "link"}:
+            for key in ("src", "href"):
+                assert not re.match(r"\s*(https?:)?//", attrs.get(key) or ""), (tag, attrs)
+    assert "cdn.jsdelivr.net" not in page
+
+    inlined = re.findall(r"<!-- ([\w-]+) (\d+\.\d+\.\d+) \(npm\), BSD-3-Clause, Copyright", page)
+    assert [name for name, _ in inlined] == PACKAGES
+    for _, version in inlined:
+        assert f'"{version}"' in page  # each library's own version string
+    assert ".vegaEmbed=" in page  # vega-embed's UMD wrapper defines the global
+    for placeholder in ("{plot_divs}", "{scripts}", "{refresh_tag}"):
+        assert placeholder not in page
+
+
+@pytest.mark.parametrize("bad", ["</script>", "</SCRIPT >", "{plot_divs}", "{scripts}"])
+def test_build_script_refuses_a_library_that_would_break_the_page(bad):
+    build = build_script()
+    library = build.Library("vega", "0.0.0", f"var s = '{bad}';")
+    with pytest.raises(build.UnsafeLibraryError, match="cannot be inlined"):
+        build.render_page([library])
+
+
+def test_build_script_inlines_libraries_in_order_with_their_licence():
+    build = build_script()
+    libraries = [
+        build.Library(name, "1.2.3", f"var {name.replace('-', '_')};") for name in PACKAGES
+    ]
+    page = build.render_page(libraries)
+    assert "{scripts}" not in page
+    assert page.count("{plot_divs}") == page.count("{refresh_tag}") == 1
+    positions = [
+        page.index(f"<!-- {name} 1.2.3 (npm), BSD-3-Clause, Copyright (c) 2015, University")
+        for name in PACKAGES
+    ]
+    assert positions == sorted(positions)

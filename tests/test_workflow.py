@@ -1,0 +1,211 @@
+"""The everyday DVC workflow on the real pipeline (tiny params), as the README teaches it.
+
+A params typo stops `dvc repro` and `dvc exp run` with one line before any output is touched;
+reverting a param restores every affected stage from DVC's run-cache; `dvc exp run -S` changes
+one line of params.yaml; `dvc exp show`, `dvc metrics show`, `dvc metrics diff` and `dvc dag`
+are readable in a 200-column terminal; `dvc exp apply` and `dvc checkout` work; the model is a
+DVC artifact.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from dvc_repo import (
+    Repo,
+    assert_quiet,
+    build_repo,
+    dvc,
+    dvc_json,
+    in_terminal,
+    ran_stages,
+    repro,
+    run,
+    status,
+)
+
+pytestmark = pytest.mark.slow
+
+# What a failed run must leave as it was.
+RESULTS = [
+    "models/model.keras",
+    "metrics/train.json",
+    "metrics/evaluate.json",
+    "reports/evaluate.json",
+    "plots/train/loss.json",
+    "plots/evaluate/roc.json",
+    "data/prepared/spec.json",
+]
+HEADLINE = [  # the first metric columns of `dvc exp show`, in order
+    "best_epoch",
+    "parameter_count",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "sensitivity",
+    "specificity",
+    "roc_auc",
+    "ece",
+]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Repo:
+    """The tiny pipeline and its repeated splits, run and committed."""
+    return build_repo(tmp_path_factory.mktemp("workflow") / "repo", cv=True)
+
+
+def snapshot(repo: Repo) -> dict[str, bytes]:
+    return {path: (repo / path).read_bytes() for path in RESULTS}
+
+
+def edit_params(repo: Repo, change) -> None:
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    change(raw)
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def failing(repo: Repo, *args: str) -> str:
+    """A DVC command that must fail; its output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo.path, env=repo.env, capture_output=True,
+        text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r["train"].update(epoch=5), "unknown key 'train.epoch'; 'train' accepts"),
+        (lambda r: r.update(trian={"epochs": 5}), "unknown section 'trian'; params.yaml accepts"),
+        (lambda r: r["train"].update(epochs="many"), "'train.epochs' must be an integer"),
+        (lambda r: r["model"].update(dropout=1.5), "'model.dropout' must be a rate in [0, 1)"),
+    ],
+)
+@pytest.mark.parametrize("command", [("repro",), ("exp", "run")])
+def test_a_params_error_stops_dvc_before_any_output_is_touched(repo, change, message, command):
+    assert repro(repo) == []
+    before = snapshot(repo)
+    edit_params(repo, change)
+    out = failing(repo, *command)
+    ours = [line for line in out.splitlines() if line.startswith("validate: ")]
+    assert len(ours) == 1, out
+    assert ours[0].startswith("validate: params: "), out
+    assert message in ours[0], out
+    assert "Traceback" not in out
+    assert "Running stage 'validate'" in out
+    assert [s for s in ran_stages(out) if s != "validate"] == []
+    assert snapshot(repo) == before  # the last good model, metrics and plots are all there
+
+    run(repo, "git", "checkout", "-q", "params.yaml")
+    out = dvc(repo, "repro")
+    assert ran_stages(out) == []
+    assert "Stage 'validate' is cached - skipping run, checking out outputs" in out
+    assert status(repo) == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "restored"),
+    [
+        ("model.dropout", "0.4", ["validate", "train", "evaluate", "explain"]),
+        (
+            "augment.rotation_range",
+            "30",
+            ["validate", "augment", "prepare", "train", "evaluate", "explain", "audit"],
+        ),
+    ],
+)
+def test_reverting_a_param_restores_every_stage_from_the_run_cache(repo, key, value, restored):
+    assert repro(repo) == []
+    before = snapshot(repo)
+    section, name = key.split(".")
+    old = yaml.safe_load((repo / "params.yaml").read_text())[section][name]
+    edit_params(repo, lambda r: r[section].update({name: yaml.safe_load(value)}))
+    assert "train" in repro(repo)
+    edit_params(repo, lambda r: r[section].update({name: old}))
+    out = dvc(repo, "repro")
+    assert ran_stages(out) == []  # nothing runs again
+    for stage in restored:
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in out, stage
+    assert snapshot(repo) == before
+    run(repo, "git", "checkout", "-q", "params.yaml")
+    assert status(repo) == {}
+
+
+def test_an_experiment_changes_one_line_and_compares_in_a_readable_table(repo):
+    assert repro(repo) == []
+    out = dvc(repo, "exp", "run", "-S", "model.dropout=0.25")
+    assert ran_stages(out) == ["validate", "train", "evaluate", "explain"]
+    diff = run(repo, "git", "diff", "--unified=0", "params.yaml").splitlines()
+    changed = [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert [(line[0], line[1:].split("#")[0].strip()) for line in changed] == [
+        ("-", "dropout: 0.5"),
+        ("+", "dropout: 0.25"),
+    ]
+
+    # Plain `dvc exp show`: the headline metrics first, at most 20 metric columns in all.
+    shown = dvc_json(repo, "exp", "show")
+    metrics = {
+        f"{path}:{key}"
+        for commit in shown
+        for rev in [commit, *(e["revs"][0] for e in commit["experiments"] or [])]
+        for path, data in rev["data"]["metrics"].items()
+        for key in data.get("data", {})
+    }
+    assert len(metrics) <= 20, sorted(metrics)
+    header = run(repo, sys.executable, "-m", "dvc", "exp", "show", "--csv", stdout_only=True)
+    columns = header.splitlines()[0].split(",")
+    table = [c for c in columns if c not in ("rev", "typ", "parent")]  # not in the table view
+    assert table[:2] == ["Experiment", "Created"]
+    assert table[2 : 2 + len(HEADLINE)] == HEADLINE  # within the first dozen columns
+
+    # --only-changed: the experiment, what changed, all of it in 200 columns.
+    only = run(repo, sys.executable, "-m", "dvc", "exp", "show", "--csv", "--only-changed",
+               stdout_only=True).splitlines()[0].split(",")  # fmt: skip
+    assert len([c for c in only if c not in ("rev", "typ", "parent")]) <= 30, only
+    assert "model.dropout" in only
+    screen = in_terminal(repo, sys.executable, "-m", "dvc", "exp", "show", "--no-pager",
+                         "--only-changed")  # fmt: skip
+    lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
+    assert max(len(line) for line in lines) <= 200, screen
+    assert "…" not in screen, screen  # no column squeezed out
+    for name in ["Experiment", "Created", "model.dropout"]:
+        assert name in screen
+
+    for args in [("metrics", "show"), ("metrics", "diff", "HEAD"), ("dag",)]:
+        screen = in_terminal(repo, sys.executable, "-m", "dvc", *args)
+        widest = max(len(line.rstrip()) for line in screen.splitlines())
+        assert widest <= 200, (args, screen)
+        for noise in ["…", "WARNING", "ERROR", "failed"]:
+            assert noise not in screen, (args, screen)
+
+    (exp,) = [e for c in shown for e in c["experiments"] or []]
+    name = exp["name"]
+    out = dvc(repo, "exp", "apply", name)
+    assert_quiet(out)
+    assert json.loads((repo / "metrics/train.json").read_text())["best_epoch"] >= 1
+    assert status(repo) == {}
+    assert_quiet(dvc(repo, "checkout"))
+    run(repo, "git", "checkout", "-q", "--", ".")  # back to the committed run
+    assert_quiet(dvc(repo, "checkout"))
+    assert status(repo) == {}
+
+
+def test_the_model_is_a_dvc_artifact_the_registry_tools_find(repo):
+    import dvc.api
+
+    declared = yaml.safe_load((repo / "dvc.yaml").read_text())["artifacts"]["blast-classifier"]
+    assert declared["type"] == "model"
+    # Registering a version is a git tag in GTO's format (what `gto register` or DVC Studio do).
+    run(repo, "git", "tag", "-a", "blast-classifier@v0.1.0", "-m", "register the model")
+    found = dvc.api.artifacts_show("blast-classifier", repo=str(repo.path))
+    assert found == {
+        "rev": run(repo, "git", "rev-parse", "HEAD").strip(),
+        "path": "models/model.keras",
+    }
+    with dvc.api.open(found["path"], repo=str(repo.path), rev=found["rev"], mode="rb") as f:
+        assert f.read() == (repo / "models/model.keras").read_bytes()
