@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blastcell.data import DataError, atomic_dir, read_image, write_image
+from blastcell.data import DataError, atomic_dir, atomic_file, read_image, write_image
 
 
 def _write(folder: Path, name: str, seed: int = 0) -> Path:
@@ -46,3 +46,23 @@ def test_atomic_dir_leaves_nothing_when_the_block_fails(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "done.txt").write_text("ok")
     assert [p.name for p in target.iterdir()] == ["done.txt"]
+
+
+def test_a_killed_runs_temporaries_are_removed_by_the_next_run(tmp_path):
+    # What `kill -9` during augment or a JSON write leaves: mkdtemp/mkstemp names beside the output.
+    (tmp_path / ".augmented.k3_9x0ab").mkdir()
+    (tmp_path / ".augmented.k3_9x0ab" / "Im001_1.tif").write_bytes(b"partial")
+    (tmp_path / ".train.a1b2c3d4.json").write_text("{")
+    keep = [tmp_path / ".augmented.keep", tmp_path / "augmented.k3_9x0ab", tmp_path / "notes.json"]
+    keep[0].mkdir()  # not a temporary's name: another tool's file, left alone
+    keep[1].mkdir()
+    keep[2].write_text("{}")
+
+    with atomic_dir(tmp_path / "augmented") as tmp:
+        (tmp / "done.txt").write_text("ok")
+    with atomic_file(tmp_path / "train.json") as tmp:
+        tmp.write_text("{}")
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["augmented", "train.json", *(p.name for p in keep)]
+    )

@@ -119,3 +119,24 @@ def test_summary_command_rejects_bad_override(capsys):
         == 2
     )
     assert "'model.dropout'" in capsys.readouterr().err
+
+
+def test_the_command_prints_its_version_and_starts_quietly():
+    import re
+    import subprocess
+    import sys
+
+    declared = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    shown = subprocess.run(
+        [sys.executable, "-m", "blastcell.cli", "--version"], capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    assert shown.stdout.strip() == f"blastcell {declared.group(1)}"
+
+    # `summary` imports TensorFlow: none of its start-up lines (oneDNN, cuInit, absl) may show.
+    done = subprocess.run(
+        [sys.executable, "-m", "blastcell.cli", "summary", "--params", str(ROOT / "params.yaml")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stderr == ""
+    assert done.stdout.strip().splitlines()[-1].startswith("total params: ")

@@ -125,3 +125,48 @@ def test_build_script_inlines_libraries_in_order_with_their_licence():
         for name in PACKAGES
     ]
     assert positions == sorted(positions)
+
+
+def _declared_templates() -> dict[str, str]:
+    """Every plot's template in dvc.yaml and cv/dvc.yaml, by plot file."""
+    import yaml
+
+    found = {}
+    for pipeline in (ROOT / "dvc.yaml", ROOT / "cv" / "dvc.yaml"):
+        for stage in yaml.safe_load(pipeline.read_text())["stages"].values():
+            for entry in stage.get("plots", []):
+                for path, props in (entry.items() if isinstance(entry, dict) else []):
+                    if props and "template" in props:
+                        found[path] = props["template"]
+    return found
+
+
+def _colours(spec: dict) -> list[dict]:
+    """The color encodings of a Vega-Lite spec, its layers and its faceted spec."""
+    own = [spec["encoding"]["color"]] if "color" in spec.get("encoding", {}) else []
+    inner = [*spec.get("layer", []), *([spec["spec"]] if "spec" in spec else [])]
+    return own + [c for part in inner for c in _colours(part)]
+
+
+def test_every_plot_tells_revisions_apart_in_a_diff():
+    import json
+
+    from dvc_render.vega_templates import TEMPLATES
+
+    builtin = {t.DEFAULT_NAME: json.dumps(t.DEFAULT_CONTENT) for t in TEMPLATES}
+    templates = _declared_templates()
+    assert len(templates) >= 7
+    for path, name in templates.items():
+        custom = ROOT / ".dvc" / "plots" / f"{name}.json"
+        if not custom.exists():  # DVC's own: it colours (or, for confusion, facets) by revision
+            assert "<DVC_METRIC_COLOR>" in builtin[name] or '"rev"' in builtin[name], path
+            continue
+        spec = json.loads(custom.read_text())
+        computed = {
+            t["as"]: t["calculate"] for t in spec.get("transform", []) if "calculate" in t
+        }
+        colours = _colours(spec)
+        assert colours, (path, name)
+        for colour in colours:
+            field = colour["field"]
+            assert field == "rev" or "datum.rev" in computed.get(field, ""), (path, name, colour)
