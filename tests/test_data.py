@@ -49,7 +49,7 @@ def test_atomic_dir_leaves_nothing_when_the_block_fails(tmp_path):
 
 
 def test_a_killed_runs_temporaries_are_removed_by_the_next_run(tmp_path):
-    # What `kill -9` during augment or a JSON write leaves: mkdtemp/mkstemp names beside the output.
+    # What `kill -9` during augment or a JSON write leaves: mkdtemp/mkstemp names beside it.
     (tmp_path / ".augmented.k3_9x0ab").mkdir()
     (tmp_path / ".augmented.k3_9x0ab" / "Im001_1.tif").write_bytes(b"partial")
     (tmp_path / ".train.a1b2c3d4.json").write_text("{")

@@ -135,7 +135,7 @@ def _declared_templates() -> dict[str, str]:
     for pipeline in (ROOT / "dvc.yaml", ROOT / "cv" / "dvc.yaml"):
         for stage in yaml.safe_load(pipeline.read_text())["stages"].values():
             for entry in stage.get("plots", []):
-                for path, props in (entry.items() if isinstance(entry, dict) else []):
+                for path, props in entry.items() if isinstance(entry, dict) else []:
                     if props and "template" in props:
                         found[path] = props["template"]
     return found
@@ -162,9 +162,7 @@ def test_every_plot_tells_revisions_apart_in_a_diff():
             assert "<DVC_METRIC_COLOR>" in builtin[name] or '"rev"' in builtin[name], path
             continue
         spec = json.loads(custom.read_text())
-        computed = {
-            t["as"]: t["calculate"] for t in spec.get("transform", []) if "calculate" in t
-        }
+        computed = {t["as"]: t["calculate"] for t in spec.get("transform", []) if "calculate" in t}
         colours = _colours(spec)
         assert colours, (path, name)
         for colour in colours:
