@@ -168,13 +168,15 @@ def test_an_experiment_changes_one_line_and_compares_in_a_readable_table(repo):
                stdout_only=True).splitlines()[0].split(",")  # fmt: skip
     assert len([c for c in only if c not in ("rev", "typ", "parent")]) <= 30, only
     assert "model.dropout" in only
-    screen = in_terminal(repo, sys.executable, "-m", "dvc", "exp", "show", "--no-pager",
-                         "--only-changed")  # fmt: skip
-    lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
-    assert max(len(line) for line in lines) <= 200, screen
-    assert "…" not in screen, screen  # no column squeezed out
-    for name in ["Experiment", "Created", "model.dropout"]:
-        assert name in screen
+    for drop in [(), ("--drop", ".*/")]:  # the README's form leaves out the hash columns too
+        screen = in_terminal(repo, sys.executable, "-m", "dvc", "exp", "show", "--no-pager",
+                             "--only-changed", *drop)  # fmt: skip
+        lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
+        assert max(len(line) for line in lines) <= 200, screen
+        assert "…" not in screen, screen  # no column squeezed out
+        for name in ["Experiment", "Created", "model.dropout", "ece"]:
+            assert name in screen
+        assert ("models/model.keras" in screen) == (not drop), screen
 
     for args in [("metrics", "show"), ("metrics", "diff", "HEAD"), ("dag",)]:
         screen = in_terminal(repo, sys.executable, "-m", "dvc", *args)

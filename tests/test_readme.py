@@ -1,0 +1,116 @@
+"""The README's figures come from the committed results: its results table from `metrics/` and
+`cv/`, its `dvc exp show` examples from the metrics files' keys, in the order DVC shows them."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from blastcell import aggregate
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+DASH = "\u2013"  # the en dash of the README's ranges
+AUDIT = "leakage audit: scored images whose nearest training image is a near-duplicate"
+METRICS = ["metrics/train.json", "metrics/evaluate.json", "metrics/audit.json", "cv/metrics.json"]
+
+
+def load(path: str):
+    return json.loads((ROOT / path).read_text())
+
+
+def results_table() -> dict[str, list[str]]:
+    """The rows of the table under "Results of the committed run", by their first cell."""
+    section = README.split("## Results of the committed run", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    return {row[0]: row[1:] for row in cells[1:]}
+
+
+def code_blocks_after(marker: str) -> list[str]:
+    """The plain (unlabelled) code blocks of the README section that holds `marker`."""
+    start = README.index(marker)
+    section = README[start:].split("\n## ", 1)[0]
+    return re.findall(r"^```\n(.*?)^```", section, flags=re.S | re.M)
+
+
+def header(block: str) -> list[str]:
+    return next(line for line in block.splitlines() if "Experiment" in line).split()
+
+
+def test_the_results_table_holds_the_committed_default_run():
+    train, test, audit = (load(p) for p in METRICS[:3])
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    table = results_table()
+    default = {name: cells[0] for name, cells in table.items()}
+    assert default["accuracy"].startswith(f"**{test['accuracy']:.3f}**")
+    assert f"CI {test['accuracy_low']:.3f}{DASH}{test['accuracy_high']:.3f}" in default["accuracy"]
+    assert default["sensitivity (blast recall)"].startswith(f"{test['sensitivity']:.3f}, CI")
+    assert default["specificity"].startswith(f"{test['specificity']:.3f}, CI")
+    assert default["ROC AUC"].startswith(f"{test['roc_auc']:.3f}, CI")
+    assert default["expected calibration error (10 bins)"] == f"{test['ece']:.3f}"
+    assert params["evaluate"]["calibration_bins"] == 10
+    best = f"{train['best_epoch']} of {params['train']['epochs']}"
+    assert default["best epoch (validation loss)"] == best
+    audited = default[AUDIT]
+    assert audited.startswith(f"**{audit['near_duplicates']} of 52**")
+    assert f"({train['parameter_count']:,} parameters)" in README
+
+
+@pytest.mark.parametrize(
+    ("row", "name"),
+    [
+        ("accuracy", "accuracy"),
+        ("sensitivity (blast recall)", "sensitivity"),
+        ("specificity", "specificity"),
+        ("ROC AUC", "roc_auc"),
+        ("average precision", "average_precision"),
+        ("expected calibration error (10 bins)", "ece"),
+    ],
+)
+def test_the_results_table_holds_the_committed_repeated_splits(row, name):
+    splits = load("cv/splits.json")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert len(splits) == params["cv"]["splits"] == 10  # "10 repeated leak-free splits"
+    s = aggregate.stats(aggregate.column(splits, name))
+    expected = f"{s['mean']:.3f} ± {s['std']:.3f} ({s['min']:.3f}{DASH}{s['max']:.3f})"
+    assert results_table()[row][2] == expected
+    if name == "accuracy":  # what `dvc metrics show` prints for the same run
+        summary = load("cv/metrics.json")
+        assert (summary["accuracy_mean"], summary["accuracy_sd"]) == (s["mean"], s["std"])
+
+
+def test_the_results_table_holds_the_repeated_splits_epochs_and_audit():
+    splits = load("cv/splits.json")
+    table = results_table()
+    s = aggregate.stats(aggregate.column(splits, "best_epoch"))
+    best = f"{s['mean']:.0f} ± {s['std']:.0f} ({s['min']:.0f}{DASH}{s['max']:.0f})"
+    assert table["best epoch (validation loss)"][2] == best
+    d = aggregate.stats(aggregate.column(splits, "median_distance"), digits=3)
+    audited = table[AUDIT]
+    assert all(row["near_duplicates"] == 0 for row in splits)
+    assert audited[2] == (
+        f"**0 of 52** in every split (median nearest distance {d['min']:.3f}{DASH}{d['max']:.3f})"
+    )
+
+
+def test_the_exp_show_examples_show_the_metrics_in_dvcs_order():
+    headline = [key for path in METRICS for key in load(path)]
+    assert len(headline) <= 20
+    plain, changed = code_blocks_after("plain `dvc exp show` in a 200-column terminal")[:2]
+    shown = header(plain)
+    assert shown[:2] == ["Experiment", "Created"]
+    visible = [c for c in shown[2:] if c in headline]
+    assert visible == headline[: len(visible)], shown
+    assert len(visible) >= 10, shown
+    assert all(len(line) <= 201 for line in plain.splitlines())  # 200 columns, and less's ">"
+
+    only = header(changed)
+    assert only[:2] == ["Experiment", "Created"]
+    metrics = [c for c in only[2:] if c in headline]
+    assert metrics == [k for k in headline if k in metrics]  # DVC's order, unchanged ones left out
+    assert not [c for c in only if "/" in c]  # --drop '.*/' takes the hash columns away
+    assert only[-1] == "prepare.split"
+    assert max(len(line) for line in changed.splitlines()) <= 200
