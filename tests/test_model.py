@@ -1,5 +1,8 @@
 """The seed CNN must match the seed's Keras summary exactly; width and AlexNet by params."""
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,10 +125,6 @@ def test_summary_command_rejects_bad_override(capsys):
 
 
 def test_the_command_prints_its_version_and_starts_quietly():
-    import re
-    import subprocess
-    import sys
-
     declared = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
     shown = subprocess.run(
         [sys.executable, "-m", "blastcell.cli", "--version"], capture_output=True, text=True,

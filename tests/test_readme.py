@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DASH = "\u2013"  # the en dash of the README's ranges
 AUDIT = "leakage audit: scored images whose nearest training image is a near-duplicate"
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 METRICS = ["metrics/train.json", "metrics/evaluate.json", "metrics/audit.json", "cv/metrics.json"]
 
 
@@ -42,7 +43,6 @@ def header(block: str) -> list[str]:
 
 def test_the_results_table_holds_the_committed_default_run():
     train, test, audit = (load(p) for p in METRICS[:3])
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     table = results_table()
     default = {name: cells[0] for name, cells in table.items()}
     assert default["accuracy"].startswith(f"**{test['accuracy']:.3f}**")
@@ -51,8 +51,8 @@ def test_the_results_table_holds_the_committed_default_run():
     assert default["specificity"].startswith(f"{test['specificity']:.3f}, CI")
     assert default["ROC AUC"].startswith(f"{test['roc_auc']:.3f}, CI")
     assert default["expected calibration error (10 bins)"] == f"{test['ece']:.3f}"
-    assert params["evaluate"]["calibration_bins"] == 10
-    best = f"{train['best_epoch']} of {params['train']['epochs']}"
+    assert PARAMS["evaluate"]["calibration_bins"] == 10
+    best = f"{train['best_epoch']} of {PARAMS['train']['epochs']}"
     assert default["best epoch (validation loss)"] == best
     audited = default[AUDIT]
     assert audited.startswith(f"**{audit['near_duplicates']} of 52**")
@@ -72,8 +72,7 @@ def test_the_results_table_holds_the_committed_default_run():
 )
 def test_the_results_table_holds_the_committed_repeated_splits(row, name):
     splits = load("cv/splits.json")
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert len(splits) == params["cv"]["splits"] == 10  # "10 repeated leak-free splits"
+    assert len(splits) == PARAMS["cv"]["splits"] == 10  # "10 repeated leak-free splits"
     s = aggregate.stats(aggregate.column(splits, name))
     expected = f"{s['mean']:.3f} ± {s['std']:.3f} ({s['min']:.3f}{DASH}{s['max']:.3f})"
     assert results_table()[row][2] == expected
