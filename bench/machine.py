@@ -46,7 +46,7 @@ def _version(package: str) -> str:
 def _gpus() -> list[str]:
     """GPU names as TensorFlow sees them (imports TensorFlow); empty if none."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from blastcell.tf import tf
 
     names = []
     for device in tf.config.list_physical_devices("GPU"):

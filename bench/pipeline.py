@@ -46,15 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["validate", "synthesize", "augment", "prepare", "train", "evaluate", "explain", "audit"]
 SCALE = 10
 REPEATS = 3  # no-op repro and status: median of this many
-QUICK = {  # as tests/test_pipeline.py's TINY
-    "synthesize": {"n_blast": 12, "n_not_blast": 12, "image_size": 64},
-    "augment": {"copies": 2},
-    "prepare": {"image_size": 32},
-    "model": {"width": 0.125, "dense_units": 32},
-    "train": {"epochs": 2, "batch_size": 16},
-    "evaluate": {"batch_size": 16},
-    "explain": {"per_class": 2, "batch_size": 16},
-}
+QUICK = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())  # the tests' tiny params
 PREDICT_BATCH = 100
 TAIL_LINES = 40
 RUNNING = re.compile(r"Running stage '([\w@-]+)'")
@@ -216,11 +208,11 @@ def pipeline(path: Path, overrides: dict[str, dict[str, object]]) -> dict:
 
 def inference(repo: Repo, quick: bool) -> dict[str, float]:
     """Throughput and latency of the trained model in this process; the CLI's wall time."""
-    import keras
     import numpy as np
 
     from blastcell import ingest, split
     from blastcell import predict as PR
+    from blastcell.tf import keras
 
     model = keras.models.load_model(repo.path / "models/model.keras", safe_mode=True)
     classes = json.loads((repo.path / "models/classes.json").read_text())

@@ -1,17 +1,24 @@
+# ruff: noqa: RUF001  (the table of figures is Markdown for people: multiplication signs, dashes)
 """The benchmark suite: every benchmark, each in its own process, merged into bench/results.json.
 
-    python bench/run.py [--quick] [--only pipeline,augment,train] [--output bench/results.json]
+    python bench/run.py [--quick] [--only pipeline,train,...] [--output bench/results.json]
+    python bench/run.py --table [--output bench/results.json]
 
 pipeline          end-to-end `dvc repro` from an empty cache, no-op repro and `dvc status`, peak
                   memory of every stage at the default size and with 10x the images, inference
-augment           the augment stage (all cores) vs a per-image loop
 train             the train stage's input pipeline and precision vs the seed's way (float32 arrays
                   in memory), at the default configuration and at the seed's exact one
+precision         float32 vs mixed bfloat16 training, same model and feed
+augment           the augment stage (all cores) vs a per-image loop
+synthesize        the synthesize stage on one core vs all
+audit             the leakage audit's distances between copies of a cell and between cells
 
-`train` needs the default pipeline's data (`dvc repro prepare` or `dvc pull`). The full suite
-takes about half an hour on a 2-core CPU; `--quick` (tiny sizes, a few minutes) only checks that
-it runs. Run it on an otherwise idle machine: the figures are wall-clock times. With `--only`,
-the other benchmarks' results already in the output file are kept.
+`train` and `audit` need the default pipeline's data (`dvc repro prepare` or `dvc pull`). The
+full suite takes about half an hour on a 2-core CPU; `--quick` (tiny sizes and tiny data of its
+own, a few minutes; the tests run it) only checks that every benchmark runs. Run the full suite
+on an otherwise idle machine: the figures are wall-clock times. With `--only`, the other
+benchmarks' results already in the output file are kept. `--table` prints the results file as
+the table of figures of docs/performance.md (a test checks that the page holds exactly it).
 """
 
 import argparse
@@ -23,8 +30,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import summary
+
 BENCH = Path(__file__).resolve().parent
-BENCHMARKS = {"pipeline": "pipeline", "augment": "augment_throughput", "train": "train_throughput"}
+BENCHMARKS = {
+    "pipeline": "pipeline",
+    "train": "train_throughput",
+    "precision": "precision",
+    "augment": "augment_throughput",
+    "synthesize": "synthesize",
+    "audit": "audit_distances",
+}
 REQUIRED = (
     "train_throughput_ratio",
     "train_images_per_s",
@@ -36,6 +52,9 @@ REQUIRED = (
     "train_peak_rss_mb_10x",
     "predict_images_per_s",
     "e2e_repro_s",
+    "precision_bf16_ratio",
+    "synthesize_ratio",
+    "audit_nearest_same_cell",
     "machine",
 )
 
@@ -49,7 +68,9 @@ def run_one(module: str, quick: bool) -> dict:
             f"import {module} as m; "
             "json.dump(m.measure(quick=sys.argv[2] == '1'), open(sys.argv[3], 'w'))"
         )
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        # TensorFlow's C++ log, errors included (Keras's NumPy feed logs a harmless NodeDef one
+        # every epoch); Python errors still raise. TF_CPP_MIN_LOG_LEVEL=0 shows everything.
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
         cmd = [sys.executable, "-c", code, str(BENCH), "1" if quick else "0", str(out)]
         done = subprocess.run(cmd, env=env)
         if done.returncode != 0:
@@ -57,12 +78,159 @@ def run_one(module: str, quick: bool) -> dict:
         return json.loads(out.read_text())
 
 
+def _minutes(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60} s" if whole >= 60 else f"{whole} s"
+
+
+def _pair(r: dict) -> str:
+    return f"{r['bf16_images_per_s']:,.1f} vs {r['float32_images_per_s']:,.1f} images/s"
+
+
+def table(r: dict) -> str:
+    """docs/performance.md's table of figures, from the results of a full (not --quick) run."""
+    quick = sorted(name for name, run in r.get("runs", {}).items() if run["quick"])
+    missing = sorted(set(BENCHMARKS) - set(r.get("runs", {})))
+    if quick or missing:
+        raise SystemExit(
+            f"--table needs a full run of every benchmark; quick: {quick}, not run: {missing}"
+        )
+    t, p = r["train_detail"]["default"], r["precision_detail"]
+    s, synth = r["train_detail"]["seed_config"], r["synthesize_detail"]
+    rss = {stage: r[f"{stage}_peak_rss_mb"] for stage in r["peak_rss_detail_mb"]}
+    rss10 = {stage: r[f"{stage}_peak_rss_mb_10x"] for stage in r["peak_rss_detail_mb_10x"]}
+    wrong = round(abs(t["ours_test_accuracy"] - t["seed_test_accuracy"]) * t["test_images"])
+    small = ", ".join(
+        f"{stage} {rss[stage]:,.0f} → {rss10[stage]:,.0f}"
+        for stage in rss
+        if stage not in ("train", "evaluate")
+    )
+    rows = [
+        (
+            "training, default configuration: train stage (TFRecord shards streamed by tf.data, "
+            f"{t['ours_policy']}) vs the seed's way (float32 NumPy arrays in memory, `model.fit`)",
+            f"{t['ours_images_per_s']:,.0f} vs {t['seed_images_per_s']:,.0f} images/s: "
+            f"**{t['ratio']:.2f}×** (rounds {min(t['round_ratios']):.2f}–"
+            f"{max(t['round_ratios']):.2f}×)",
+            "≥ 2×",
+        ),
+        (
+            f"same, the seed's exact configuration (width {s['width']:.1f}, {s['image_size']}×"
+            f"{s['image_size']}, batch 100)",
+            f"{s['ours_images_per_s']:.1f} vs {s['seed_images_per_s']:.1f} images/s: "
+            f"**{s['ratio']:.2f}×**",
+            "",
+        ),
+        (
+            f"test accuracy after {t['epochs']} epochs each, default data",
+            f"{t['ours_test_accuracy']:.3f} vs {t['seed_test_accuracy']:.3f}: {wrong} of "
+            f"{t['test_images']} test images apart (one image is "
+            f"{100 / t['test_images']:.1f} points)",
+            "within noise",
+        ),
+        (
+            "mixed bfloat16 vs float32 alone, same model and feed (`bench/precision.py`), "
+            "default configuration / the seed's",
+            f"{_pair(p['default'])}: **{p['default']['ratio']:.2f}×** / "
+            f"{_pair(p['seed_config'])}: {p['seed_config']['ratio']:.2f}×",
+            "",
+        ),
+        (
+            "input pipeline alone (no model)",
+            f"{r['input_pipeline_images_per_s']:,.0f} images/s, "
+            f"{r['input_pipeline_images_per_s'] / t['ours_images_per_s']:.0f}× what training "
+            "consumes",
+            "",
+        ),
+        (
+            f"augmentation: stage (`augment.workers` = {r['augment_workers']} processes) vs a "
+            f"one-process loop, {r['augment_source_images']} × {r['augment_image_size']} px "
+            "sources",
+            f"{r['augment_images_per_s']:.0f} vs {r['augment_baseline_images_per_s']:.0f} "
+            f"images/s: **{r['augment_throughput_ratio']:.2f}×**, "
+            + ("identical bytes" if r["augment_outputs_identical"] else "**different bytes**"),
+            "scales with cores",
+        ),
+        (
+            f"synthesize: {synth['cores']} processes vs one, {synth['images']} images of "
+            f"{synth['size']} px",
+            f"{r['synthesize_images_per_s_all_cores']:.0f} vs "
+            f"{r['synthesize_images_per_s_1_core']:.0f} images/s: "
+            f"**{r['synthesize_ratio']:.2f}×** (render alone {r['synthesize_render_ms']:.1f} ms "
+            "per image)",
+            "scales with cores",
+        ),
+        (
+            "augment's share of the default `dvc repro`",
+            f"{r['stage_s']['augment']:.1f} s of {r['e2e_repro_s']:.0f} s: "
+            f"**{100 * r['stage_s']['augment'] / r['e2e_repro_s']:.0f} %**",
+            "< 10 %",
+        ),
+        (
+            f"`dvc repro` with nothing to do / `dvc status`, default ({r['images']} originals, "
+            f"{r['augment_copies']} copies each)",
+            f"**{r['noop_repro_s']:.1f} s / {r['status_s']:.1f} s**",
+            "a few seconds",
+        ),
+        (
+            f"same with 10× the images ({r['augmented_images_10x']:,} augmented)",
+            f"{r['noop_repro_s_10x']:.1f} s / {r['status_s_10x']:.1f} s",
+            "",
+        ),
+        (
+            "peak RSS of train, default → 10× the images (1 epoch; memory does not grow with "
+            "epochs)",
+            f"**{rss['train']:,.0f} → {rss10['train']:,.0f} MiB** "
+            f"(×{r['train_rss_growth_10x']:.2f})",
+            "does not grow",
+        ),
+        (
+            "peak RSS of evaluate, default → 10× the test images",
+            f"{rss['evaluate']:,.0f} → {rss10['evaluate']:,.0f} MiB",
+            "does not grow",
+        ),
+        ("peak RSS of the other stages, default → 10×", f"{small} MiB", ""),
+        (
+            f"inference, saved model, {r['predict_image_size']} px, batch 100",
+            f"**{r['predict_images_per_s']:,.0f} images/s**; one image "
+            f"{r['predict_latency_ms']:.1f} ms (median)",
+            "",
+        ),
+        (
+            f"`blastcell predict` on the {r['predict_cli_images']} original files",
+            f"{r['predict_cli_images_per_s']:.0f} images/s ({r['predict_cli_s']:.0f} s, with "
+            "start-up, model loading and decoding)",
+            "",
+        ),
+        (
+            "end-to-end `dvc repro` of the default params.yaml, empty cache",
+            f"**{_minutes(r['e2e_repro_s'])}** (train {_minutes(r['stage_s']['train'])})",
+            "about 5 min",
+        ),
+    ]
+    dates = sorted({run["finished"][:10] for run in r["runs"].values()})
+    lines = [
+        f"Measured by `python bench/run.py` ({' to '.join(dates[:: max(len(dates) - 1, 1)])}) on: "
+        f"{summary(r['machine'])}; CPU with native bfloat16 (AVX512-BF16 or AMX): "
+        f"{'yes' if r['precision_cpu_bf16'] else 'no'}.",
+        "",
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks that it runs")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset")
     parser.add_argument("--output", type=Path, default=BENCH / "results.json")
+    parser.add_argument("--table", action="store_true", help="print docs/performance.md's table")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.output.read_text())))
+        return
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(BENCHMARKS))
     if unknown:
@@ -79,7 +247,9 @@ def main() -> None:
             "seconds": round(time.perf_counter() - start, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        args.output.write_text(json.dumps(results, indent=2) + "\n")  # after each: keep partials
+        partial = args.output.with_name(f".{args.output.name}.tmp")
+        partial.write_text(json.dumps(results, indent=2) + "\n")
+        partial.replace(args.output)  # after each benchmark, whole: keep what has run
     missing = [key for key in REQUIRED if key not in results]
     summary = {key: results[key] for key in REQUIRED if key in results and key != "machine"}
     print(json.dumps(summary, indent=2))

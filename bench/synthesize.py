@@ -1,6 +1,6 @@
 """Benchmark: how fast the synthesize stage renders and writes its images, one core vs all.
 
-    python bench/synthesize.py [--images 1000] [--size 257] [--difficulty 0.5]
+    python bench/synthesize.py [--quick] [--images 1000] [--size 257] [--difficulty 0.5]
 
 Renders `--images` crops (half blasts) and writes them as TIFF into a temporary folder, as the
 stage does, once with workers=1 (in-process) and once with one worker per CPU core, and prints
@@ -9,6 +9,7 @@ Also prints the render time alone per image on one core. It asserts nothing.
 """
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -46,26 +47,36 @@ def render_ms(images: int, size: int, difficulty: float) -> float:
     return 1000.0 * (time.perf_counter() - start) / images
 
 
+def measure(quick: bool = False, images: int = 1000, size: int = 257, difficulty: float = 0.5):
+    """Images per second on one core and on all, and render-only milliseconds per image."""
+    if quick:
+        images, size = 24, 64
+    cores = os.cpu_count() or 1
+    one, every = (throughput(images, size, difficulty, workers) for workers in (1, cores))
+    return {
+        "synthesize_images_per_s_1_core": round(one, 1),
+        "synthesize_images_per_s_all_cores": round(every, 1),
+        "synthesize_ratio": round(every / one, 2),
+        "synthesize_render_ms": round(render_ms(min(images, 200), size, difficulty), 1),
+        "synthesize_detail": {"images": images, "size": size, "cores": cores, "quick": quick},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="24 images of 64 px: that it runs")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--size", type=int, default=257)
     parser.add_argument("--difficulty", type=float, default=0.5)
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
-    print(
-        f"{args.images} images of {args.size}x{args.size}, difficulty {args.difficulty}, "
-        f"{cores} CPU cores"
-    )
-    ms = render_ms(min(args.images, 200), args.size, args.difficulty)
-    print(f"render only, 1 core: {ms:.1f} ms/image")
-    rates = {
-        workers: throughput(args.images, args.size, args.difficulty, workers)
-        for workers in (1, cores)
-    }
-    for workers, rate in rates.items():
-        print(f"workers={workers:>3}: {rate:7.1f} images/s (render + write TIFF)")
-    print(f"ratio workers={cores} / workers=1: {rates[cores] / rates[1]:.2f}")
+    r = measure(args.quick, args.images, args.size, args.difficulty)
+    d = r["synthesize_detail"]
+    print(f"{d['images']} images of {d['size']}x{d['size']}, {d['cores']} CPU cores")
+    print(f"render only, 1 core: {r['synthesize_render_ms']:.1f} ms/image")
+    print(f"workers=1: {r['synthesize_images_per_s_1_core']:7.1f} images/s (render + write TIFF)")
+    print(f"workers={d['cores']}: {r['synthesize_images_per_s_all_cores']:7.1f} images/s")
+    print(f"ratio all cores / one: {r['synthesize_ratio']:.2f}")
+    print(json.dumps(r, indent=2))
 
 
 if __name__ == "__main__":

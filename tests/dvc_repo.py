@@ -30,16 +30,7 @@ UPSTREAM = {
     "evaluate": "train",
     "explain": "train",
 }
-TINY = {
-    "synthesize": {"n_blast": 12, "n_not_blast": 12, "image_size": 64},
-    "augment": {"copies": 2},
-    "prepare": {"image_size": 32},
-    "model": {"width": 0.125, "dense_units": 32},
-    "train": {"epochs": 2, "batch_size": 16},
-    "evaluate": {"batch_size": 16},
-    "explain": {"per_class": 2, "batch_size": 16},
-    "cv": {"splits": 2},
-}
+TINY = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())  # also bench --quick
 
 
 @dataclass

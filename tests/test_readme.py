@@ -1,5 +1,6 @@
 """The README's figures come from the committed results: its results table from `metrics/` and
-`cv/`, its `dvc exp show` examples from the metrics files' keys, in the order DVC shows them."""
+`cv/`; the `dvc exp show` examples of docs/experiments.md from the metrics files' keys, in the
+order DVC shows them."""
 
 import json
 import re
@@ -12,6 +13,7 @@ from blastcell import aggregate
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+EXPERIMENTS = (ROOT / "docs" / "experiments.md").read_text(encoding="utf-8")
 DASH = "\u2013"  # the en dash of the README's ranges
 AUDIT = "leakage audit: scored images whose nearest training image is a near-duplicate"
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -30,10 +32,10 @@ def results_table() -> dict[str, list[str]]:
     return {row[0]: row[1:] for row in cells[1:]}
 
 
-def code_blocks_after(marker: str) -> list[str]:
-    """The plain (unlabelled) code blocks of the README section that holds `marker`."""
-    start = README.index(marker)
-    section = README[start:].split("\n## ", 1)[0]
+def code_blocks_after(marker: str, page: str = EXPERIMENTS) -> list[str]:
+    """The plain (unlabelled) code blocks of the section of `page` that holds `marker`."""
+    start = page.index(marker)
+    section = page[start:].split("\n## ", 1)[0]
     return re.findall(r"^```\n(.*?)^```", section, flags=re.S | re.M)
 
 

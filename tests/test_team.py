@@ -1,4 +1,4 @@
-"""Working as a team, end to end on the tiny pipeline (see README, "Working as a team").
+"""Working as a team, end to end on the tiny pipeline (docs/experiments.md, "Working as a team").
 
 A run pushed to a DVC remote, the repeated splits of cv/dvc.yaml included, comes back complete in
 a fresh clone with no warning, and experiments queued with `dvc exp run --queue` run in parallel

@@ -1,4 +1,4 @@
-"""The everyday DVC workflow on the real pipeline (tiny params), as the README teaches it.
+"""The everyday DVC workflow on the real pipeline (tiny params), as docs/experiments.md teaches it.
 
 A params typo stops `dvc repro` and `dvc exp run` with one line before any output is touched;
 reverting a param restores every affected stage from DVC's run-cache; `dvc exp run -S` changes
@@ -161,7 +161,7 @@ def test_an_experiment_changes_one_line_and_compares_in_a_readable_table(repo):
                stdout_only=True).splitlines()[0].split(",")  # fmt: skip
     assert len([c for c in only if c not in ("rev", "typ", "parent")]) <= 30, only
     assert "model.dropout" in only
-    for drop in [(), ("--drop", ".*/")]:  # the README's form leaves out the hash columns too
+    for drop in [(), ("--drop", ".*/")]:  # the docs' form leaves out the hash columns too
         screen = in_terminal(repo, sys.executable, "-m", "dvc", "exp", "show", "--no-pager",
                              "--only-changed", *drop)  # fmt: skip
         lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
