@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import tiny_data
 
-from blastcell import audit, split
-from blastcell import params as P
-from blastcell.data import read_csv, read_image, read_json
+from blastcell import audit, augmented, images, prepare
+from blastcell.params import load
 
 QUANTILES = (0, 0.01, 0.05, 0.5, 0.95, 0.99, 1)
 THRESHOLDS = (0.04, 0.05, 0.06, 0.07)
@@ -56,41 +55,31 @@ def measure(
 
 
 def distances(folder: Path, params_path: Path, n_splits: int, thresholds) -> dict:
-    params = P.load(params_path)
+    params = load(params_path)
     size, bins = params.prepare.image_size, params.audit.bins
-    fill = (params.augment.cval,) * 3 if params.augment.fill_mode == "constant" else None
-    fractions = (params.prepare.test_fraction, params.prepare.val_fraction)
+    fill = audit.fill_colour(params.augment)
 
-    rows = read_csv(folder / "index.csv")
-    classes = read_json(folder / "classes.json")
-    images = np.stack([split.resize(read_image(folder / r["file"]), size) for r in rows])
-    x = audit.descriptors(images, bins, fill)
+    classes, records = augmented.read_index(folder)
+    pixels = np.stack([images.resize(images.read(folder / r.file), size) for r in records])
+    x = audit.descriptors(pixels, bins, fill)
     distance = 1 - (x @ x.T).toarray()
     np.fill_diagonal(distance, np.inf)
-    source = np.array([r["source"] for r in rows])
+    source = np.array([r.source for r in records])
     same = source[:, None] == source[None, :]
     result: dict = {
-        "audit_images": len(rows),
+        "audit_images": len(records),
         "audit_image_size": size,
         "audit_quantiles": list(QUANTILES),
         "audit_nearest_same_cell": quantiles(np.where(same, distance, np.inf).min(1)),
         "audit_nearest_other_cell": quantiles(np.where(~same, distance, np.inf).min(1)),
         "audit_splits": {},
     }
-    records = [
-        split.Record(r["file"], r["source"], classes.index(r["class"]), int(r["copy"]))
-        for r in rows
-    ]
     index = {r.file: i for i, r in enumerate(records)}
     for how in ("random", "source"):
         found, same_cell, leaked = [], [], []
         for seed in range(1, n_splits + 1):
-            rng = np.random.default_rng(seed)
-            parts = (
-                split.split_random(records, rng)
-                if how == "random"
-                else split.split_by_source(records, classes, *fractions, rng)
-            )
+            split = params.prepare.model_copy(update={"split": how})
+            parts = prepare.split(records, classes, split, seed)
             test = np.array([index[r.file] for r in parts["test"]])
             train = np.array([index[r.file] for r in parts["train"]])
             block = distance[np.ix_(test, train)]

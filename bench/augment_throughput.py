@@ -5,13 +5,13 @@
 Generates synthetic source images (100 of 257x257, or 24 of 96x96 with --quick) into a
 temporary folder, then augments them with params.yaml's `augment` settings twice, side by side:
 
-* ours: what the augment stage does: `ingest.load` reads, checks and decodes in order in this
-  process, `augment.write_sets` augments and writes PNGs with one worker per CPU core;
+* ours: what the augment stage does, `augment.augment`: `ingest.load` reads, checks and decodes
+  in order in this process while one worker per CPU core augments and writes the PNGs;
 * baseline: a plain loop in one process: decode, `augment.copies`, write each PNG.
 
 Prints output images (originals + copies) written per second for each, the ratio ours / baseline
 (bigger is better; at most about the core count) and the JSON of `measure`, and checks that both
-wrote the same bytes. It asserts nothing about speed.
+wrote the same image bytes. It asserts nothing about speed.
 """
 
 import argparse
@@ -21,36 +21,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from blastcell import augment, ingest, synthetic
-from blastcell import params as P
-from blastcell.data import write_image
+from blastcell import augment, images, ingest, synthesize
+from blastcell.params import Params, load
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ours(data: Path, out: Path, params: P.Params, workers: int) -> int:
+def ours(data: Path, out: Path, params: Params, workers: int) -> int:
     """The augment stage's path; returns the number of PNGs written."""
-    listing = ingest.list_dataset(data)
-    report = ingest.Report(listing.classes)
-    images = ingest.load(
-        listing,
-        report,
-        on_bad_image=params.data.on_bad_image,
-        max_pixels=params.data.max_image_pixels,
-    )
-    sources = (
-        augment.Source(
-            str(img.item.path), img.key, augment.output_stem(img.key), img.pixels, False
-        )
-        for img in images
-    )
-    written = augment.write_sets(
-        out, sources, params.augment, params.base.seed, workers=workers, write=write_image
-    )
-    return sum(1 for _ in written) * (params.augment.copies + 1)
+    settings = params.augment.model_copy(update={"workers": workers})
+    return augment.augment(data, out, params.data, settings, params.base.seed).files
 
 
-def baseline(data: Path, out: Path, params: P.Params) -> int:
+def baseline(data: Path, out: Path, params: Params) -> int:
     """A straightforward loop in one process; returns the number of PNGs written."""
     count = 0
     for path in sorted(data.iterdir()):
@@ -58,7 +41,7 @@ def baseline(data: Path, out: Path, params: P.Params) -> int:
         key = path.name
         copies = augment.copies(pixels, key, params.augment, params.base.seed)
         for k, image in enumerate([pixels, *copies]):
-            write_image(out / f"{augment.output_stem(key)}_{k}.png", image)
+            images.write(out / f"{augment.output_stem(key)}_{k}.png", image)
             count += 1
     return count
 
@@ -69,13 +52,13 @@ def _timed(run, *args) -> tuple[int, float]:
     return count, time.perf_counter() - start
 
 
-def _files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in folder.iterdir()}
+def _images(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.glob("*.png")}
 
 
 def measure(quick: bool = False) -> dict:
     """Images written per second by the stage's worker pool (all cores) and by a plain loop."""
-    params = P.load(ROOT / "params.yaml")
+    params = load(ROOT / "params.yaml")
     n, size = (24, 96) if quick else (100, 257)
     workers = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,11 +66,15 @@ def measure(quick: bool = False) -> dict:
         for folder in (data, out_ours, out_base):
             folder.mkdir()
         # In this process (workers=1): a worker pool here would start the process's one
-        # forkserver before `write_sets` can have it preload blastcell.augment, as in the stage.
-        synthetic.write_dataset(data, n // 2, n - n // 2, size, seed=0, write=write_image)
+        # forkserver before `augment.augment` can have it preload blastcell.augment, as in the
+        # stage.
+        sources = {"n_blast": n // 2, "n_not_blast": n - n // 2, "image_size": size, "workers": 1}
+        synthesize.write_dataset(
+            data, params.synthesize.model_copy(update=sources), 0, write=images.write
+        )
         base_count, base_s = _timed(baseline, data, out_base, params)
         ours_count, ours_s = _timed(ours, data, out_ours, params, workers)
-        identical = _files(out_ours) == _files(out_base)
+        identical = _images(out_ours) == _images(out_base)
     return {
         "augment_images_per_s": ours_count / ours_s,
         "augment_baseline_images_per_s": base_count / base_s,

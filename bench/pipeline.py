@@ -210,20 +210,15 @@ def inference(repo: Repo, quick: bool) -> dict[str, float]:
     """Throughput and latency of the trained model in this process; the CLI's wall time."""
     import numpy as np
 
-    from blastcell import ingest, split
-    from blastcell import predict as PR
-    from blastcell.tf import keras
+    from blastcell import images, ingest, predict
 
-    model = keras.models.load_model(repo.path / "models/model.keras", safe_mode=True)
-    classes = json.loads((repo.path / "models/classes.json").read_text())
-    if int(model.output_shape[-1]) != len(classes):
-        raise BenchError(f"model has {model.output_shape[-1]} outputs for classes {classes}")
+    model, _ = predict.load(repo.path / "models/model.keras", repo.path / "models/classes.json")
     size = int(model.input_shape[1])
     folder = repo.path / "data/synthetic"
-    files = [item.path for item in PR.collect([folder]) if not item.error]
+    files = ingest.find_images(folder)
     if not files:
         raise BenchError(f"no images in {folder}")
-    originals = np.stack([split.resize(ingest.decode(f)[0], size) for f in files])
+    originals = np.stack([images.resize(ingest.decode(f)[0], size) for f in files])
     n = 200 if quick else 1000  # the originals, repeated as needed
     x = originals[np.arange(n) % len(originals)].astype(np.float32)
 

@@ -21,34 +21,33 @@ import tiny_data
 import yaml
 from train_throughput import SEED_CONFIG
 
-from blastcell import model as M
-from blastcell import params as P
-from blastcell import training
+from blastcell import devices, model, train
+from blastcell.params import Params, load
 from blastcell.tf import keras, tf
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ("float32", "mixed_bfloat16")
 
 
-def throughput(policy: str, params: P.Params, images: int, epochs: int) -> float:
+def throughput(policy: str, config: Params, images: int, epochs: int) -> float:
     """Training images per second over `epochs` whole epochs, after one warm-up epoch."""
-    size, classes = params.prepare.image_size, 2
+    size, classes = config.prepare.image_size, 2
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8)
     y = np.eye(classes, dtype=np.float32)[rng.integers(0, classes, images)]
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(params.train.batch_size).prefetch(2)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(config.train.batch_size).prefetch(2)
     keras.mixed_precision.set_global_policy(policy)
-    training.make_deterministic(params.base.seed)
-    net = M.build(params.model, size, classes)
-    training.compile_model(net, classes, params.train.learning_rate)
+    train.make_deterministic(config.base.seed)
+    net = model.build(config.model, size, classes)
+    train.compile_model(net, classes, config.train.learning_rate)
     net.fit(data, epochs=1, shuffle=False, verbose=0)
     start = time.perf_counter()
     net.fit(data, epochs=epochs, shuffle=False, verbose=0)
     return images * epochs / (time.perf_counter() - start)
 
 
-def compare(params: P.Params, images: int, epochs: int) -> dict:
-    rates = {policy: round(throughput(policy, params, images, epochs), 1) for policy in POLICIES}
+def compare(config: Params, images: int, epochs: int) -> dict:
+    rates = {policy: round(throughput(policy, config, images, epochs), 1) for policy in POLICIES}
     return {
         "float32_images_per_s": rates["float32"],
         "bf16_images_per_s": rates["mixed_bfloat16"],
@@ -63,15 +62,15 @@ def measure(quick: bool = False, params_path: Path = ROOT / "params.yaml") -> di
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "params.yaml"
             path.write_text(yaml.safe_dump(tiny_data.tiny_params(), sort_keys=False))
-            default = compare(P.load(path), 64, 1)
-            seed = compare(P.load(path, [*SEED_CONFIG, "prepare.image_size=64"]), 32, 1)
+            default = compare(load(path), 64, 1)
+            seed = compare(load(path, [*SEED_CONFIG, "prepare.image_size=64"]), 32, 1)
     else:
-        default = compare(P.load(params_path), 400, 2)
-        seed = compare(P.load(params_path, SEED_CONFIG), 200, 1)
+        default = compare(load(params_path), 400, 2)
+        seed = compare(load(params_path, SEED_CONFIG), 200, 1)
     return {
         "precision_bf16_ratio": default["ratio"],
         "precision_detail": {"default": default, "seed_config": seed, "quick": quick},
-        "precision_cpu_bf16": M.cpu_has_bf16(),
+        "precision_cpu_bf16": devices.cpu_has_bf16(),
     }
 
 

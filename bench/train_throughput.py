@@ -25,18 +25,15 @@ config. Prints images/s and ratios ours / seed (bigger is better); asserts nothi
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import tiny_data
-import yaml
 
-from blastcell import model as M
-from blastcell import params as P
-from blastcell import shards, training
+from blastcell import devices, model, prepare, prepared, train
+from blastcell.params import Params, load
 from blastcell.tf import keras
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,36 +66,36 @@ class EpochTimer(keras.callbacks.Callback):
 
 def load_arrays(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The seed's way: the whole split as float32 pixels and one-hot labels in memory."""
-    spec = shards.read_spec(folder)
+    spec = prepared.read_spec(folder)
     xs, ys = [], []
-    for x, y in shards.iterate(folder, split, 256):
+    for x, y in prepared.iterate(folder, split, 256):
         xs.append(x.astype(np.float32))
         ys.append(y)
     return np.concatenate(xs), np.eye(len(spec.classes), dtype=np.float32)[np.concatenate(ys)]
 
 
-def build(params: P.Params, spec: shards.Spec, policy: str) -> keras.Model:
+def build(params: Params, spec: prepared.Spec, policy: str) -> keras.Model:
     keras.mixed_precision.set_global_policy(policy)
-    training.make_deterministic(params.base.seed)
-    net = M.build(params.model, spec.image_size, len(spec.classes))
-    training.compile_model(net, len(spec.classes), params.train.learning_rate)
+    train.make_deterministic(params.base.seed)
+    net = model.build(params.model, spec.image_size, len(spec.classes))
+    train.compile_model(net, len(spec.classes), params.train.learning_rate)
     return net
 
 
 class Way:
     """One way of training: a model and how `fit` is fed (ours: shards; seed: arrays)."""
 
-    def __init__(self, name: str, folder: Path, params: P.Params) -> None:
+    def __init__(self, name: str, folder: Path, params: Params) -> None:
         self.name, self.folder, self.params = name, folder, params
-        self.spec = shards.read_spec(folder)
+        self.spec = prepared.read_spec(folder)
         cfg = params.train
         if name == "ours":
-            self.policy = M.resolve_precision(cfg.precision)
-            shuffled = shards.dataset(
+            self.policy = devices.resolve_precision(cfg.precision)
+            shuffled = prepared.dataset(
                 folder, "train", cfg.batch_size, cfg.shuffle_buffer, params.base.seed
             )
             self.fit_args = {"x": shuffled, "shuffle": False}
-            self.val = shards.dataset(folder, "val", cfg.batch_size)
+            self.val = prepared.dataset(folder, "val", cfg.batch_size)
         else:
             self.policy = "float32"
             x, y = load_arrays(folder, "train")
@@ -125,12 +122,12 @@ class Way:
     def train_and_score(self, epochs: int) -> float:
         """Train a fresh model for `epochs`, keep the best by validation, test accuracy."""
         self.net = build(self.params, self.spec, self.policy)
-        keep = training.KeepBest(self.params.train.monitor)
+        keep = train.KeepBest(self.params.train.monitor)
         self.net.fit(
             **self.fit_args, validation_data=self.val, epochs=epochs, callbacks=[keep], verbose=0
         )
         hits = total = 0
-        for x, y in shards.iterate(self.folder, "test", 100):
+        for x, y in prepared.iterate(self.folder, "test", 100):
             hits += int(np.sum(np.argmax(self.net.predict_on_batch(x), axis=1) == y))
             total += len(y)
         return hits / total
@@ -155,7 +152,7 @@ def rounds(ways: list[Way], n: int) -> dict:
     return out
 
 
-def default_config(folder: Path, params: P.Params, n_rounds: int, epochs: int) -> dict:
+def default_config(folder: Path, params: Params, n_rounds: int, epochs: int) -> dict:
     """Throughput in rounds, then a full training run each way and its test accuracy."""
     ways = [Way("ours", folder, params), Way("seed", folder, params)]
     out = rounds(ways, n_rounds)
@@ -171,28 +168,19 @@ def default_config(folder: Path, params: P.Params, n_rounds: int, epochs: int) -
 def seed_config(augmented: Path, params_path: Path, quick: bool, n_rounds: int) -> dict:
     """Rounds of one epoch each way at the seed's exact configuration."""
     overrides = list(SEED_CONFIG) + (["prepare.image_size=96"] if quick else [])
-    params = P.load(params_path, overrides)
+    params = load(params_path, overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "prepared"
-        raw = P.read_yaml(params_path)
-        for item in overrides:
-            P.set_dotted(raw, item)
-        (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-        sys.path.insert(0, str(ROOT / "stages"))
-        import prepare  # the prepare stage itself, at the seed's image size
-
-        prepare.main(
-            ["--params", f"{tmp}/params.yaml", "--input", str(augmented), "--output", str(folder)]
-        )
+        folder = Path(tmp) / "prepared"  # as the prepare stage makes it, at the seed's size
+        prepare.prepare(augmented, folder, params.prepare, params.base.seed)
         out = rounds([Way("ours", folder, params), Way("seed", folder, params)], n_rounds)
     out["image_size"], out["width"] = params.prepare.image_size, params.model.width
     return out
 
 
-def input_pipeline(folder: Path, params: P.Params) -> float:
+def input_pipeline(folder: Path, params: Params) -> float:
     """Images per second of streaming the train split with no model (second pass)."""
     cfg = params.train
-    ds = shards.dataset(folder, "train", cfg.batch_size, cfg.shuffle_buffer, params.base.seed)
+    ds = prepared.dataset(folder, "train", cfg.batch_size, cfg.shuffle_buffer, params.base.seed)
     for _ in ds:  # first pass warms the file cache
         pass
     start, n = time.perf_counter(), 0
@@ -219,7 +207,7 @@ def measure(
 
 
 def _measure(quick: bool, data: Path, augmented: Path, params_path: Path) -> dict:
-    params = P.load(params_path)
+    params = load(params_path)
     epochs = 2 if quick else params.train.epochs
     default = default_config(data, params, 2 if quick else 5, epochs)
     seed = seed_config(augmented, params_path, quick, 1 if quick else 2)

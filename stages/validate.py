@@ -7,24 +7,17 @@ depends on the marker: an unknown key or section, a wrong type or an out-of-rang
 `dvc repro` here, with one line naming the key, before DVC removes any stage's outputs.
 """
 
-import argparse
 from pathlib import Path
 
-from blastcell import params as P
 from blastcell import runner
-from blastcell.data import write_json
+from blastcell.files import write_json
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--output", type=Path, required=True)
-    args = parser.parse_args(argv)
-    P.load(args.params)
-    write_json(args.output, {"params": "valid"})
-    print(f"validate: {args.params} is valid")
-    P.trace("validate")
+def run(params, *, output: Path) -> str:
+    """The runner has loaded and checked all of `--params`: mark it valid."""
+    write_json(output, {"params": "valid"})
+    return "params are valid"
 
 
 if __name__ == "__main__":
-    runner.run(main)
+    runner.main(run)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 import yaml
-from test_stages import run_data_stages, stage
+from test_stages import run_data_stages, run_stage
 
 from blastcell import audit
 
@@ -103,7 +103,8 @@ def run_audit(tmp_path: Path, split: str) -> tuple[dict, list[dict[str, str]]]:
     _, prepared = run_data_stages(tmp_path, params)
     metrics, table = tmp_path / "audit_metrics.json", tmp_path / "audit" / "nearest.csv"
     report = tmp_path / "audit.json"
-    stage("audit").main(
+    run_stage(
+        "audit",
         [
             "--params",
             str(params),
@@ -115,7 +116,7 @@ def run_audit(tmp_path: Path, split: str) -> tuple[dict, list[dict[str, str]]]:
             str(report),
             "--nearest",
             str(table),
-        ]
+        ],
     )
     full = json.loads(report.read_text())
     assert json.loads(metrics.read_text()) == {"near_duplicates": full["near_duplicates"]}

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from dvc_repo import ROOT, add_cv, dvc, dvc_json, ran_stages, repro, set_params, status
 
-from blastcell import aggregate
+from blastcell import cli, cv
 
 
 def _reports(accuracy, near=0, auc=0.9):
@@ -21,8 +21,8 @@ def _reports(accuracy, near=0, auc=0.9):
 
 
 def test_a_split_row_keeps_the_headline_numbers_of_its_reports():
-    row = aggregate.split_row(3, _reports(0.9, auc=float("nan")))
-    assert list(row) == ["seed", *(name for name, _ in aggregate.COLUMNS)]
+    row = cv.split_row(3, _reports(0.9, auc=float("nan")))
+    assert list(row) == ["seed", *(name for name, _ in cv.COLUMNS)]
     assert row["seed"] == 3
     assert row["accuracy"] == 0.9
     assert row["best_epoch"] == 7
@@ -33,23 +33,23 @@ def test_a_split_row_keeps_the_headline_numbers_of_its_reports():
 
 
 def test_summary_has_the_two_numbers_exp_show_compares():
-    rows = [aggregate.split_row(s, _reports(a)) for s, a in [(1, 0.9), (2, 0.7), (3, 0.8)]]
-    assert aggregate.summary(rows) == {
+    rows = [cv.split_row(s, _reports(a)) for s, a in [(1, 0.9), (2, 0.7), (3, 0.8)]]
+    assert cv.summary(rows) == {
         "accuracy_mean": 0.8,
         "accuracy_sd": pytest.approx(statistics.stdev([0.9, 0.7, 0.8])),
     }
-    assert aggregate.summary(rows[:1]) == {"accuracy_mean": 0.9}  # no sd of one split
-    assert aggregate.stats([0.5]) == {"mean": 0.5, "std": None, "min": 0.5, "max": 0.5, "n": 1}
-    assert aggregate.stats([])["n"] == 0
+    assert cv.summary(rows[:1]) == {"accuracy_mean": 0.9}  # no sd of one split
+    assert cv.stats([0.5]) == {"mean": 0.5, "std": None, "min": 0.5, "max": 0.5, "n": 1}
+    assert cv.stats([])["n"] == 0
     with pytest.raises(ValueError, match="one or more splits"):
-        aggregate.summary([])
+        cv.summary([])
 
 
 def test_describe_prints_mean_sd_and_range_of_every_column(tmp_path, capsys):
-    rows = [aggregate.split_row(s, _reports(a)) for s, a in [(1, 0.9), (2, 0.7)]]
+    rows = [cv.split_row(s, _reports(a)) for s, a in [(1, 0.9), (2, 0.7)]]
     table = tmp_path / "splits.json"
     table.write_text(json.dumps(rows))
-    aggregate.main([str(table)])
+    assert cli.main(["cv", str(table)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "2 splits (mean ± sd, min to max)"
     assert "accuracy               0.800 ± 0.141  (0.700 to 0.900, n=2)" in out

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from blastcell import shards
+from blastcell import prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -34,8 +34,8 @@ def _prepared(folder: Path, size: int) -> None:
     counts = {"train": 24, "val": 8, "test": 8}
     for split, n in counts.items():
         images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-        shards.write(folder, split, zip(images, np.arange(n) % 2, strict=True), n, 10)
-    shards.write_spec(folder, size, ["not_blast", "blast"], counts)
+        prepared.write_shards(folder, split, zip(images, np.arange(n) % 2, strict=True), n, 10)
+    prepared.write_spec(folder, size, ["not_blast", "blast"], counts)
 
 
 def test_two_workers_train_to_completion_and_only_the_chief_writes(tmp_path):

@@ -10,12 +10,9 @@ import pytest
 import tensorflow as tf
 import yaml
 from keras import layers
-from test_stages import stage
+from test_stages import run_stage as run_stage_script
 
-from blastcell import explain, shards
-from blastcell import model as M
-from blastcell import params as P
-from blastcell.data import write_csv
+from blastcell import explain, model, params, prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -39,10 +36,10 @@ def brightness_model(
     x = layers.ReLU(name="relu", dtype=conv_dtype)(conv(x))
     x = layers.GlobalAveragePooling2D(dtype=conv_dtype)(x)
     dense = layers.Dense(2, activation="softmax", name="scores", dtype="float32")
-    model = keras.Model(inputs, dense(x), name="brightness")
+    net = keras.Model(inputs, dense(x), name="brightness")
     conv.set_weights([np.full((2, 2, 3, 1), 1 / 12, np.float32), np.array([-0.5], np.float32)])
     dense.set_weights([np.array([[-gain, gain]], np.float32), np.array([1.0, -1.0], np.float32)])
-    return model
+    return net
 
 
 def square_image(top: int, left: int, side: int = 8) -> np.ndarray:
@@ -57,9 +54,9 @@ def square_image(top: int, left: int, side: int = 8) -> np.ndarray:
 def test_gradcam_is_bright_where_the_deciding_region_is(tmp_path, conv_dtype, pad):
     path = tmp_path / "model.keras"
     brightness_model(conv_dtype=conv_dtype, gain=100.0 + 30 * pad, pad=pad).save(path)
-    model = keras.models.load_model(path, safe_mode=True)  # as the stage loads it
+    net = keras.models.load_model(path, safe_mode=True)  # as the stage loads it
     images = np.stack([square_image(4, 18), square_image(20, 2)])
-    heat, probs = explain.gradcam(model, images, "relu")
+    heat, probs = explain.gradcam(net, images, "relu")
     assert np.argmax(probs, axis=1).tolist() == [1, 1]
     assert heat.shape == (2, SIZE, SIZE)
     assert heat.dtype == np.float32
@@ -77,9 +74,9 @@ def test_gradcam_is_bright_where_the_deciding_region_is(tmp_path, conv_dtype, pa
 
 def test_gradcam_of_a_confident_prediction_is_not_blank():
     # Logits 725 apart: p(dark) is 0 in float32, so the gradient of p(bright) is exactly 0.
-    model = brightness_model(gain=1000.0)
+    net = brightness_model(gain=1000.0)
     image = np.full((1, SIZE, SIZE, 3), BRIGHT, np.uint8)
-    heat, probs = explain.gradcam(model, image, "relu")
+    heat, probs = explain.gradcam(net, image, "relu")
     assert probs[0, 1] == 1.0
     assert heat.min() > 0.9
 
@@ -94,18 +91,18 @@ def test_gradcam_equals_the_class_activation_map_of_a_gap_model():
     features = layers.ReLU(name="relu")(x)
     x = layers.GlobalAveragePooling2D()(features)
     dense = layers.Dense(3, activation="softmax")
-    model = keras.Model(inputs, dense(x))
+    net = keras.Model(inputs, dense(x))
     images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype(np.uint8)
     fmaps = keras.Model(inputs, features).predict_on_batch(images)
     kernel = dense.get_weights()[0]
     for c in range(3):
-        heat, _ = explain.gradcam(model, images, "relu", classes=[c] * 4)
+        heat, _ = explain.gradcam(net, images, "relu", classes=[c] * 4)
         cam = np.maximum(fmaps @ kernel[:, c], 0)
         top = cam.max(axis=(1, 2), keepdims=True)
         expected = np.divide(cam, top, out=np.zeros_like(cam), where=top > 0)
         np.testing.assert_allclose(heat, expected, atol=1e-5)
-    heat, probs = explain.gradcam(model, images, "relu")  # default: the predicted class
-    first, _ = explain.gradcam(model, images[:1], "relu", classes=[int(np.argmax(probs[0]))])
+    heat, probs = explain.gradcam(net, images, "relu")  # default: the predicted class
+    first, _ = explain.gradcam(net, images[:1], "relu", classes=[int(np.argmax(probs[0]))])
     np.testing.assert_allclose(heat[:1], first, atol=1e-6)
 
 
@@ -116,13 +113,13 @@ def test_feature_grid_finds_the_receptive_field_centres():
     x = layers.Conv2D(1, 3, strides=2, padding="same", kernel_initializer="ones")(x)
     x = layers.AveragePooling2D(2)(x)
     x = layers.Conv2D(1, 3, dilation_rate=2, kernel_initializer="ones", name="last")(x)
-    model = keras.Model(inputs, layers.ReLU(name="relu")(x))
-    grid = explain.feature_grid(model, "relu")
+    net = keras.Model(inputs, layers.ReLU(name="relu")(x))
+    grid = explain.feature_grid(net, "relu")
     image = tf.ones((1, 40, 40, 1))
     for i, j in [(2, 2), (3, 1), (1, 4)]:
         with tf.GradientTape() as tape:
             tape.watch(image)
-            unit = model(image)[0, i, j, 0]
+            unit = net(image)[0, i, j, 0]
         weight = tape.gradient(unit, image).numpy()[0, ..., 0]
         assert weight[0].sum() == weight[-1].sum() == 0  # the field lies inside the image
         rows, cols = np.indices(weight.shape)
@@ -133,9 +130,9 @@ def test_feature_grid_finds_the_receptive_field_centres():
 
 
 def test_the_seed_cnns_last_map_reaches_two_units_beyond_the_image():
-    model = M.build(_model_params(), 128, 2)
+    net = model.build(_model_params(), 128, 2)
     # Stride 8; blocks 3-5 pad 3 + 2 + 2 and shrink 2 + 2 + 1: 21 units from -16 to 144.
-    grid = explain.feature_grid(model, explain.last_conv_layer(model))
+    grid = explain.feature_grid(net, explain.last_conv_layer(net))
     assert grid == explain.Grid((-16.0, -16.0), (8.0, 8.0))
 
 
@@ -144,40 +141,40 @@ def test_feature_grid_of_a_branching_model_stretches_the_map():
     a = layers.Conv2D(2, 3, strides=2, padding="same")(inputs)
     b = layers.Conv2D(2, 3, strides=2, padding="same")(inputs)
     features = layers.ReLU(name="relu")(layers.Add()([a, b]))
-    model = keras.Model(inputs, layers.Dense(2)(layers.GlobalAveragePooling2D()(features)))
-    assert explain.feature_grid(model, "relu") == explain.Grid((0.5, 0.5), (2.0, 2.0))
+    net = keras.Model(inputs, layers.Dense(2)(layers.GlobalAveragePooling2D()(features)))
+    assert explain.feature_grid(net, "relu") == explain.Grid((0.5, 0.5), (2.0, 2.0))
 
 
-def _model_params(**changes) -> P.ModelParams:
+def _model_params(**changes) -> params.ModelParams:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["model"].update(changes)
-    return P.from_dict(raw).model
+    return params.from_dict(raw).model
 
 
 def test_the_seed_cnns_gradcam_layer_is_its_last_convolutions_relu():
-    model = M.build(_model_params(), 64, 2)
-    name = explain.last_conv_layer(model)
-    convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
-    chosen = model.get_layer(name)
+    net = model.build(_model_params(), 64, 2)
+    name = explain.last_conv_layer(net)
+    convs = [layer for layer in net.layers if isinstance(layer, layers.Conv2D)]
+    chosen = net.get_layer(name)
     assert isinstance(chosen, layers.ReLU)
     assert chosen.input is convs[-1].output
-    assert explain.resolve_layer(model, None) == name
-    assert name in explain.feature_layers(model)
-    assert convs[-1].name in explain.feature_layers(model)
-    assert explain.resolve_layer(model, convs[0].name) == convs[0].name
+    assert explain.resolve_layer(net, None) == name
+    assert name in explain.feature_layers(net)
+    assert convs[-1].name in explain.feature_layers(net)
+    assert explain.resolve_layer(net, convs[0].name) == convs[0].name
 
 
 def test_alexnets_gradcam_layer_is_its_last_convolution():
-    model = M.build(_model_params(architecture="alexnet", width=0.125, dense_units=16), 67, 3)
-    convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
-    assert explain.last_conv_layer(model) == convs[-1].name  # its activation is built in
+    net = model.build(_model_params(architecture="alexnet", width=0.125, dense_units=16), 67, 3)
+    convs = [layer for layer in net.layers if isinstance(layer, layers.Conv2D)]
+    assert explain.last_conv_layer(net) == convs[-1].name  # its activation is built in
 
 
 def test_a_bad_layer_names_the_key_and_the_choices():
-    model = brightness_model()
+    net = brightness_model()
     for bad in ["nope", "scores"]:  # no such layer; a layer without 4-D feature maps
-        with pytest.raises(P.ParamsError) as err:
-            explain.resolve_layer(model, bad)
+        with pytest.raises(params.ParamsError) as err:
+            explain.resolve_layer(net, bad)
         message = str(err.value)
         assert "'explain.layer'" in message
         assert f"'{bad}'" in message
@@ -186,15 +183,15 @@ def test_a_bad_layer_names_the_key_and_the_choices():
 
 def test_a_model_without_convolutions_is_refused():
     inputs = keras.Input((8, 8, 3))
-    model = keras.Model(inputs, layers.Dense(2, activation="softmax")(layers.Flatten()(inputs)))
+    net = keras.Model(inputs, layers.Dense(2, activation="softmax")(layers.Flatten()(inputs)))
     with pytest.raises(ValueError, match="no Conv2D layer"):
-        explain.last_conv_layer(model)
+        explain.last_conv_layer(net)
 
 
 @pytest.mark.parametrize("bad", ["explain.per_class=0", "explain.layer=''"])
 def test_bad_explain_params_name_the_key(bad):
-    with pytest.raises(P.ParamsError, match=bad.split("=")[0]):
-        P.load(ROOT / "params.yaml", [bad])
+    with pytest.raises(params.ParamsError, match=bad.split("=")[0]):
+        params.load(ROOT / "params.yaml", [bad])
 
 
 def write_prepared(folder: Path, bright: list[bool], labels: list[int], classes: list[str]):
@@ -206,20 +203,21 @@ def write_prepared(folder: Path, bright: list[bool], labels: list[int], classes:
         for b in bright
     ]
     folder.mkdir()
-    shards.write(folder, "test", zip(images, labels, strict=True), len(images), 5)
-    rows = [[f"img{i:02d}_0.png", f"img{i:02d}.tif", classes[y]] for i, y in enumerate(labels)]
-    write_csv(folder / "test.csv", ["file", "source", "class"], rows)
-    shards.write_spec(folder, SIZE, classes, {"test": len(images)})
+    rows = [
+        prepared.Entry(f"img{i:02d}_0.png", f"img{i:02d}.tif", y) for i, y in enumerate(labels)
+    ]
+    pixels = dict(zip(rows, images, strict=True))
+    prepared.write(folder, {"test": rows}, classes, SIZE, 5, pixels.__getitem__)
 
 
-def run_stage(tmp_path: Path, data: Path, model: Path, **explain_params) -> Path:
+def run_stage(tmp_path: Path, data: Path, model_path: Path, **explain_params) -> Path:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["explain"].update(explain_params)
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     plots = tmp_path / "plots" / "explain"
-    args = ["--params", str(params), "--data", str(data), "--model", str(model)]
-    stage("explain").main([*args, "--plots", str(plots)])
+    args = ["--params", str(path), "--data", str(data), "--model", str(model_path)]
+    run_stage_script("explain", [*args, "--plots", str(plots)])
     return plots
 
 
@@ -240,8 +238,8 @@ def test_explain_stage_shows_the_misclassified_images_in_test_order(
     data = tmp_path / "prepared"
     write_prepared(data, bright, labels, ["dark", "bright"])
 
-    model = keras.models.load_model(bright_model, safe_mode=True)
-    found = explain.collect(model, data, batch_size=4, max_misclassified=3, per_class=2)
+    net = keras.models.load_model(bright_model, safe_mode=True)
+    found = explain.find_examples(net, data, batch_size=4, max_misclassified=3, per_class=2)
     assert (found.n_test, found.n_wrong) == (12, 4)
     assert [e.file for e in found.misclassified] == ["img02_0.png", "img05_0.png", "img06_0.png"]
     assert [(e.label, e.pred) for e in found.misclassified] == [(1, 0), (0, 1), (1, 0)]
@@ -269,7 +267,7 @@ def test_explain_stage_on_a_three_class_seed_cnn(tmp_path, capsys):
     data = tmp_path / "prepared"
     write_prepared(data, [False] * 7, [i % 3 for i in range(7)], ["a", "b", "c"])
     path = tmp_path / "model.keras"
-    M.build(_model_params(width=0.125, dense_units=16), SIZE, 3).save(path)
+    model.build(_model_params(width=0.125, dense_units=16), SIZE, 3).save(path)
     plots = run_stage(tmp_path, data, path, per_class=2)
     out = capsys.readouterr().out
     assert "for 6 images" in out
@@ -280,6 +278,7 @@ def test_explain_stage_on_a_three_class_seed_cnn(tmp_path, capsys):
 def test_explain_stage_with_a_bad_layer_fails_before_writing(tmp_path, bright_model):
     data = tmp_path / "prepared"
     write_prepared(data, [True, False], [1, 0], ["dark", "bright"])
-    with pytest.raises(P.ParamsError, match=r"'explain\.layer' is 'conv9'.*\['conv', 'relu'\]"):
+    bad = r"'explain\.layer' is 'conv9'.*\['conv', 'relu'\]"
+    with pytest.raises(params.ParamsError, match=bad):
         run_stage(tmp_path, data, bright_model, layer="conv9")
     assert not (tmp_path / "plots").exists()

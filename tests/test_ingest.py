@@ -8,7 +8,7 @@ import tifffile
 from PIL import Image
 
 from blastcell import ingest
-from blastcell.data import DataError
+from blastcell.files import DataError
 
 
 def _pixels(seed: int, size: int = 24) -> np.ndarray:
@@ -49,6 +49,23 @@ def test_all_idb_flat_layout_ignores_hidden_and_system_files(tmp_path):
         "duplicates": 0,
         "converted": 0,
     }
+
+
+def test_find_images_leaves_out_hidden_files_and_other_suffixes_unless_asked(tmp_path):
+    _save(tmp_path / "b.png")
+    _save(tmp_path / "a" / "z.JPG")
+    _save(tmp_path / "a" / "y.tif")
+    (tmp_path / "a" / "notes.txt").write_text("stain batch 4")
+    _save(tmp_path / ".hidden.png")
+    _save(tmp_path / ".cache" / "c.png")
+    (tmp_path / "Thumbs.db").write_bytes(b"\0")
+    images = [tmp_path / "a" / "y.tif", tmp_path / "a" / "z.JPG", tmp_path / "b.png"]
+    assert ingest.find_images(tmp_path) == images
+    with_notes = [tmp_path / "a" / "notes.txt", *images]
+    assert ingest.find_images(tmp_path, include_non_images=True) == with_notes
+    assert ingest.find_images(tmp_path / ".cache") == [tmp_path / ".cache" / "c.png"]
+    with pytest.raises(DataError, match=r"nowhere: cannot list folder"):
+        ingest.find_images(tmp_path / "nowhere")
 
 
 def test_class_folder_layout_with_any_names_and_nested_folders(tmp_path):

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from blastcell import params as P
+from blastcell import params
+from blastcell.files import DataError
 
 keras = pytest.importorskip("keras")
-from blastcell import model as M  # noqa: E402
+from blastcell import model  # noqa: E402
 from blastcell.cli import main as cli_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,11 +46,11 @@ SEED_PARAMS = 902_682
 
 
 def _params(*overrides):
-    return P.load(ROOT / "params.yaml", list(overrides))
+    return params.load(ROOT / "params.yaml", list(overrides))
 
 
 def test_seed_cnn_matches_the_seed_summary():
-    net = M.build(_params("model.width=1.0").model, 257, 2)
+    net = model.build(_params("model.width=1.0").model, 257, 2)
     table = [
         (type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
         for layer in net.layers
@@ -60,19 +61,19 @@ def test_seed_cnn_matches_the_seed_summary():
 
 
 def test_model_scales_pixels_itself():
-    net = M.build(_params().model, 64, 2)
+    net = model.build(_params().model, 64, 2)
     assert isinstance(net.layers[1], keras.layers.Rescaling)
     assert net.layers[1].scale == pytest.approx(1 / 255)
 
 
 def test_width_scales_every_convolution():
-    half = M.build(_params("model.width=0.5").model, 128, 2)
+    half = model.build(_params("model.width=0.5").model, 128, 2)
     filters = [layer.filters for layer in half.layers if isinstance(layer, keras.layers.Conv2D)]
     assert filters == [128, 64, 48, 48, 16]
 
 
 def test_alexnet_is_one_param_away():
-    net = M.build(_params("model.architecture=alexnet", "model.width=0.25").model, 128, 2)
+    net = model.build(_params("model.architecture=alexnet", "model.width=0.25").model, 128, 2)
     assert net.name == "alexnet"
     convs = [layer for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.kernel_size for c in convs] == [(11, 11), (5, 5), (3, 3), (3, 3), (3, 3)]
@@ -81,19 +82,57 @@ def test_alexnet_is_one_param_away():
 
 def test_blocks_that_shrink_the_image_to_nothing_name_the_block():
     blocks = "[{filters: 8, kernel: 3, stride: 2, pool: 2}, {filters: 8, kernel: 5}]"
-    with pytest.raises(P.ParamsError, match=r"model.blocks\[1\].*prepare.image_size=16"):
-        M.build(_params(f"model.blocks={blocks}").model, 16, 2)
-    assert M.build(_params(f"model.blocks={blocks}").model, 32, 2).output.shape[1:] == (2,)
+    with pytest.raises(params.ParamsError, match=r"model.blocks\[1\].*prepare.image_size=16"):
+        model.build(_params(f"model.blocks={blocks}").model, 16, 2)
+    assert model.build(_params(f"model.blocks={blocks}").model, 32, 2).output.shape[1:] == (2,)
 
 
-def test_precision_auto_and_explicit(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("flags\t: fpu sse avx512f avx512_bf16\n")
-    assert M.cpu_has_bf16(cpuinfo)
-    cpuinfo.write_text("flags\t: fpu sse avx2\n")
-    assert not M.cpu_has_bf16(cpuinfo)
-    assert M.resolve_precision("float32") == "float32"
-    assert M.resolve_precision("auto") in ("float32", "mixed_bfloat16")
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny seed CNN for 32x32 images and 2 classes, saved as the train stage saves it."""
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(model.build(_params("model.width=0.125", "model.dense_units=8").model, 32, 2), path)
+    return path
+
+
+def test_load_checks_the_model_against_its_use(saved):
+    net = model.load(saved, image_size=32, n_classes=2)
+    assert net.input_shape == (None, 32, 32, 3)
+    assert model.load(saved).output_shape == (None, 2)
+    with pytest.raises(DataError) as err:
+        model.load(saved, image_size=64)
+    assert str(err.value) == (
+        f"{saved} takes 32x32 images; the prepared data has 64x64: retrain on it or prepare at 32"
+    )
+    with pytest.raises(DataError) as err:
+        model.load(saved, image_size=32, n_classes=3)
+    assert str(err.value) == (
+        f"{saved} scores 2 classes but 3 class names are given: it was trained on other classes"
+    )
+
+
+def test_load_names_a_missing_file_or_one_that_is_no_model(tmp_path):
+    with pytest.raises(DataError, match=r"^model file .*none.keras does not exist$"):
+        model.load(tmp_path / "none.keras")
+    text = tmp_path / "model.keras"
+    text.write_text("not a model\n")
+    with pytest.raises(DataError) as err:
+        model.load(text)
+    assert str(err.value).startswith(f"{text}: not a Keras model file (.keras): ")
+    assert "\n" not in str(err.value)
+    other = tmp_path / "model.txt"
+    other.write_text("not a model\n")
+    with pytest.raises(DataError, match=r"model.txt: not a Keras model file \(.keras\): "):
+        model.load(other)
+
+
+def test_load_refuses_a_model_without_square_rgb_input(tmp_path):
+    inputs = keras.Input(shape=(32, 16, 3))
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(inputs))
+    path = tmp_path / "model.keras"
+    model.save(keras.Model(inputs, outputs), path)
+    with pytest.raises(DataError, match=r"model.keras: input shape .* is not square RGB"):
+        model.load(path)
 
 
 def test_summary_command_prints_total_params(capsys):

@@ -9,12 +9,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from blastcell import ingest, split
-from blastcell import params as P
+from blastcell import images, ingest, params
 
 keras = pytest.importorskip("keras")
-from blastcell import model as M  # noqa: E402
-from blastcell import predict as PR  # noqa: E402
+from blastcell import model, predict  # noqa: E402
 from blastcell.cli import main as cli_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,8 +24,8 @@ CLASSES = ["not_blast", "blast"]
 def model_dir(tmp_path_factory):
     """A tiny untrained seed CNN (32 px, 2 classes) saved with its classes.json."""
     keras.utils.set_random_seed(0)
-    params = P.load(ROOT / "params.yaml", ["model.width=0.125", "model.dense_units=8"])
-    net = M.build(params.model, SIZE, 2)
+    settings = params.load(ROOT / "params.yaml", ["model.width=0.125", "model.dense_units=8"])
+    net = model.build(settings.model, SIZE, 2)
     folder = tmp_path_factory.mktemp("model")
     net.save(folder / "model.keras")
     (folder / "classes.json").write_text(json.dumps(CLASSES))
@@ -36,7 +34,7 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def net(model_dir):
-    return keras.models.load_model(model_dir / "model.keras", safe_mode=True)
+    return model.load(model_dir / "model.keras")
 
 
 def _pixels(seed: int, shape=(40, 48, 3)) -> np.ndarray:
@@ -78,7 +76,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def _expected(net, paths: list[Path]) -> np.ndarray:
-    x = np.stack([split.resize(ingest.decode(p)[0], SIZE) for p in paths])
+    x = np.stack([images.resize(ingest.decode(p)[0], SIZE) for p in paths])
     return net.predict(x, verbose=0)
 
 
@@ -122,8 +120,8 @@ def test_mixed_folder_predicts_good_files_and_names_bad_ones(tmp_path, model_dir
 
 def test_probabilities_equal_model_predict(tmp_path, net):
     good, _ = _mixed_folder(tmp_path)
-    inputs = PR.collect([tmp_path])
-    results = PR.predict(net, inputs, batch_size=3)
+    inputs = predict.find_inputs([tmp_path])
+    results = predict.predict(net, inputs, batch_size=3)
     ok = [r for r in results if r.ok]
     assert [r.path for r in ok] == good
     np.testing.assert_allclose(
@@ -172,29 +170,29 @@ def test_tta_averages_over_the_dihedral_group(tmp_path, model_dir, net, capsys):
     capsys.readouterr()
 
     x = _pixels(12, (1, SIZE, SIZE, 3))
-    assert len(PR.dihedral(x)) == 8
-    assert len({v.tobytes() for v in PR.dihedral(x)}) == 8  # 8 distinct views
-    tta = PR.probabilities(net, x, tta=True)
+    assert len(predict.dihedral(x)) == 8
+    assert len({v.tobytes() for v in predict.dihedral(x)}) == 8  # 8 distinct views
+    tta = predict.probabilities(net, x, tta=True)
     np.testing.assert_allclose(tta.sum(axis=1), 1, atol=1e-6)
     for changed in (x[:, :, ::-1], x[:, ::-1], np.rot90(x, 1, axes=(1, 2))):
-        np.testing.assert_allclose(PR.probabilities(net, changed, tta=True), tta, atol=1e-6)
-    plain = PR.probabilities(net, x)
-    assert not np.allclose(PR.probabilities(net, x[:, :, ::-1]), plain, atol=1e-5, rtol=0)
-    views = np.concatenate([PR.probabilities(net, v) for v in PR.dihedral(x)])
+        np.testing.assert_allclose(predict.probabilities(net, changed, tta=True), tta, atol=1e-6)
+    plain = predict.probabilities(net, x)
+    assert not np.allclose(predict.probabilities(net, x[:, :, ::-1]), plain, atol=1e-5, rtol=0)
+    views = np.concatenate([predict.probabilities(net, v) for v in predict.dihedral(x)])
     np.testing.assert_allclose(plain, views[:1], atol=1e-6)
     np.testing.assert_allclose(tta, views.mean(axis=0, keepdims=True), atol=1e-6)
 
 
 def test_missing_classes_file_or_model_exits_2_naming_it(tmp_path, model_dir, capsys):
     image = _save(tmp_path / "a.png")
-    model = tmp_path / "m" / "model.keras"
-    model.parent.mkdir()
-    model.write_bytes((model_dir / "model.keras").read_bytes())
+    model_file = tmp_path / "m" / "model.keras"
+    model_file.parent.mkdir()
+    model_file.write_bytes((model_dir / "model.keras").read_bytes())
     out = tmp_path / "out.csv"
-    assert cli_main(["predict", str(image), "--model", str(model), "--output", str(out)]) == 2
+    assert cli_main(["predict", str(image), "--model", str(model_file), "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("blastcell: ")
-    assert str(model.parent / "classes.json") in err
+    assert str(model_file.parent / "classes.json") in err
     assert not out.exists()
 
     assert cli_main(["predict", str(image), "--model", str(tmp_path / "none.keras")]) == 2
@@ -202,13 +200,20 @@ def test_missing_classes_file_or_model_exits_2_naming_it(tmp_path, model_dir, ca
 
     three = tmp_path / "three.json"
     three.write_text(json.dumps(["a", "b", "c"]))
-    args = ["predict", str(image), "--model", str(model), "--classes", str(three)]
+    args = ["predict", str(image), "--model", str(model_file), "--classes", str(three)]
     assert cli_main(args) == 2
     err = capsys.readouterr().err
-    assert str(three) in err
-    assert str(model) in err
-    assert "3 classes" in err
-    assert "2 outputs" in err
+    assert err.startswith(f"blastcell: {model_file} scores 2 classes but 3 class names are given")
+    assert err.count("\n") == 1
+
+    text = tmp_path / "text" / "model.keras"
+    text.parent.mkdir()
+    text.write_text("not a model\n")
+    (text.parent / "classes.json").write_text(json.dumps(CLASSES))
+    assert cli_main(["predict", str(image), "--model", str(text)]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"blastcell: {text}: not a Keras model file (.keras): "
+    )
 
 
 def test_missing_path_and_explicit_non_image_are_reported(tmp_path, model_dir, capsys):

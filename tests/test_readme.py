@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from blastcell import aggregate
+from blastcell import cv
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -75,7 +75,7 @@ def test_the_results_table_holds_the_committed_default_run():
 def test_the_results_table_holds_the_committed_repeated_splits(row, name):
     splits = load("cv/splits.json")
     assert len(splits) == PARAMS["cv"]["splits"] == 10  # "10 repeated leak-free splits"
-    s = aggregate.stats(aggregate.column(splits, name))
+    s = cv.stats(cv.column(splits, name))
     expected = f"{s['mean']:.3f} ± {s['std']:.3f} ({s['min']:.3f}{DASH}{s['max']:.3f})"
     assert results_table()[row][2] == expected
     if name == "accuracy":  # what `dvc metrics show` prints for the same run
@@ -86,10 +86,10 @@ def test_the_results_table_holds_the_committed_repeated_splits(row, name):
 def test_the_results_table_holds_the_repeated_splits_epochs_and_audit():
     splits = load("cv/splits.json")
     table = results_table()
-    s = aggregate.stats(aggregate.column(splits, "best_epoch"))
+    s = cv.stats(cv.column(splits, "best_epoch"))
     best = f"{s['mean']:.0f} ± {s['std']:.0f} ({s['min']:.0f}{DASH}{s['max']:.0f})"
     assert table["best epoch (validation loss)"][2] == best
-    d = aggregate.stats(aggregate.column(splits, "median_distance"), digits=3)
+    d = cv.stats(cv.column(splits, "median_distance"), digits=3)
     audited = table[AUDIT]
     assert all(row["near_duplicates"] == 0 for row in splits)
     assert audited[2] == (

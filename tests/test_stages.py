@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from blastcell import shards
-from blastcell.data import DataError, write_image
+from blastcell import images, prepared, runner
+from blastcell.files import DataError
 from blastcell.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,11 @@ def stage(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_stage(name: str, argv: list[str]) -> str:
+    """Run stages/<name>.py in this process as its command line would; its summary line."""
+    return runner.invoke(stage(name).run, argv)
 
 
 @pytest.fixture
@@ -63,9 +68,9 @@ def augment_args(data: Path, folder: Path) -> list[str]:
 def run_data_stages(folder: Path, params: Path) -> tuple[Path, Path]:
     """Run synthesize, augment and prepare into `folder`; return the last two's outputs."""
     synth, aug, prep = folder / "synthetic", folder / "augmented", folder / "prepared"
-    stage("synthesize").main(["--params", str(params), "--output", str(synth)])
-    stage("augment").main(["--params", str(params), *augment_args(synth, folder)])
-    stage("prepare").main(["--params", str(params), "--input", str(aug), "--output", str(prep)])
+    run_stage("synthesize", ["--params", str(params), "--output", str(synth)])
+    run_stage("augment", ["--params", str(params), *augment_args(synth, folder)])
+    run_stage("prepare", ["--params", str(params), "--input", str(aug), "--output", str(prep)])
     return aug, prep
 
 
@@ -87,10 +92,10 @@ def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
 
     assert contents(*run_data_stages(tmp_path, params)) == first
 
-    spec = shards.read_spec(prep)
+    spec = prepared.read_spec(prep)
     assert spec.image_size == 32
     assert sum(spec.images.values()) == 24 - spec.images["test"]  # test: originals, no copies
-    batches = list(shards.iterate(prep, "test", batch_size=100))
+    batches = list(prepared.iterate(prep, "test", batch_size=100))
     (test_x, _), n_test = batches[0], spec.images["test"]
     assert test_x.dtype == np.uint8
     assert test_x.shape == (n_test, 32, 32, 3)
@@ -102,8 +107,8 @@ def test_random_split_reproduces_the_seeds_leak(tmp_path, params):
     _edit(params, "prepare", "split", "random")
     _, prep = run_data_stages(tmp_path, params)
     assert (prep / "test.csv").read_bytes() == (prep / "val.csv").read_bytes()
-    assert shards.read_spec(prep).images["train"] == round(24 * 1020 / 1268)
-    for val, test in zip(shards.find(prep, "val"), shards.find(prep, "test"), strict=True):
+    assert prepared.read_spec(prep).images["train"] == round(24 * 1020 / 1268)
+    for val, test in zip(prepared.find(prep, "val"), prepared.find(prep, "test"), strict=True):
         assert val.read_bytes() == test.read_bytes()
     assert sources(prep / "train.csv") & sources(prep / "test.csv")  # one cell on both sides
 
@@ -112,7 +117,7 @@ def test_a_bad_param_fails_before_any_output(tmp_path, params):
     _edit(params, "augment", "rotation_range", "lots")
     out = tmp_path / "synthetic"
     with pytest.raises(ParamsError, match=r"'augment.rotation_range' must be a number"):
-        stage("synthesize").main(["--params", str(params), "--output", str(out)])
+        run_stage("synthesize", ["--params", str(params), "--output", str(out)])
     assert not out.exists()
 
 
@@ -120,13 +125,13 @@ def test_bad_data_folders_are_named_and_leave_no_output(tmp_path, params):
     data, out = tmp_path / "data", tmp_path / "augmented"
     args = ["--params", str(params), *augment_args(data, tmp_path)]
     with pytest.raises(DataError, match="does not exist"):
-        stage("augment").main(args)
+        run_stage("augment", args)
     data.mkdir()
-    write_image(data / "Im001_1.tif", np.full((16, 16, 3), 200, np.uint8))
-    write_image(data / "Im002_0.tif", np.full((16, 16, 3), 100, np.uint8))
+    images.write(data / "Im001_1.tif", np.full((16, 16, 3), 200, np.uint8))
+    images.write(data / "Im002_0.tif", np.full((16, 16, 3), 100, np.uint8))
     (data / "Im003_1.tif").write_bytes(b"truncated")
     with pytest.raises(DataError, match=r"Im003_1.tif: cannot read image"):
-        stage("augment").main(args)
+        run_stage("augment", args)
     assert not out.exists()
     assert list(tmp_path.glob(".augmented*")) == []  # no temporary folder left either
 
@@ -134,7 +139,7 @@ def test_bad_data_folders_are_named_and_leave_no_output(tmp_path, params):
 def _augment_into(folder: Path, data: Path, params: Path, workers: int) -> dict[str, bytes]:
     """Run the augment stage with `workers` processes; every output file's bytes by name."""
     _edit(params, "augment", "workers", workers)
-    stage("augment").main(["--params", str(params), *augment_args(data, folder)])
+    run_stage("augment", ["--params", str(params), *augment_args(data, folder)])
     files = [p for p in folder.rglob("*") if p.is_file()]
     return {str(p.relative_to(folder)): p.read_bytes() for p in files}
 
@@ -144,7 +149,7 @@ def test_augment_outputs_do_not_depend_on_workers(tmp_path, params):
     data.mkdir()
     rng = np.random.default_rng(0)
     for i in range(7):
-        write_image(
+        images.write(
             data / f"Im{i + 1:03d}_{i % 2}.tif", rng.integers(0, 256, (40, 40, 3), np.uint8)
         )
     (data / "Im008_1.tif").write_bytes((data / "Im002_1.tif").read_bytes())  # a duplicate
@@ -157,20 +162,20 @@ def test_augment_outputs_do_not_depend_on_workers(tmp_path, params):
 
 
 def test_augment_stage_passes_augment_workers_on(tmp_path, params, monkeypatch):
-    from blastcell import augment
+    from blastcell import parallel
 
     seen = []
-    write_sets = augment.write_sets
+    map_ordered = parallel.map_ordered
 
     def spy(*args, **kwargs):
         seen.append(kwargs["workers"])
-        return write_sets(*args, **kwargs)
+        return map_ordered(*args, **kwargs)
 
-    monkeypatch.setattr(augment, "write_sets", spy)
+    monkeypatch.setattr(parallel, "map_ordered", spy)
     data = tmp_path / "data"
     data.mkdir()
-    write_image(data / "Im001_1.tif", np.full((16, 16, 3), 200, np.uint8))
-    write_image(data / "Im002_0.tif", np.full((16, 16, 3), 100, np.uint8))
+    images.write(data / "Im001_1.tif", np.full((16, 16, 3), 200, np.uint8))
+    images.write(data / "Im002_0.tif", np.full((16, 16, 3), 100, np.uint8))
     _augment_into(tmp_path / "out", data, params, workers=3)
     assert seen == [3]
 
@@ -181,16 +186,16 @@ def test_augment_error_in_a_worker_names_the_file_and_leaves_no_output(tmp_path,
     (data / "blast").mkdir(parents=True)
     (data / "normal").mkdir()
     long = data / "blast" / ("a" * 251 + ".png")  # readable, but its outputs' names are too long
-    write_image(long, np.full((16, 16, 3), 200, np.uint8))
-    write_image(data / "blast" / "b.png", np.full((16, 16, 3), 150, np.uint8))
-    write_image(data / "normal" / "c.png", np.full((16, 16, 3), 100, np.uint8))
+    images.write(long, np.full((16, 16, 3), 200, np.uint8))
+    images.write(data / "blast" / "b.png", np.full((16, 16, 3), 150, np.uint8))
+    images.write(data / "normal" / "c.png", np.full((16, 16, 3), 100, np.uint8))
     (data / "normal" / "d.png").write_bytes(b"truncated")  # read after the long one is sent
     _edit(params, "augment", "workers", workers)
     args = ["--params", str(params), *augment_args(data, tmp_path)]
     with pytest.raises(
         DataError, match=rf"{long}: cannot augment or write its copies: .*too long"
     ):
-        stage("augment").main(args)
+        run_stage("augment", args)
     assert not out.exists()
     assert list(tmp_path.glob(".augmented*")) == []
 

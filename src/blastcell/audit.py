@@ -1,4 +1,4 @@
-"""Leakage audit: how close each test image comes to the training set.
+"""The audit stage, a leakage audit: how close each test image comes to the training set.
 
 An image is described by its colour distribution: the share of its pixels in each cell of a
 `bins` x `bins` x `bins` grid over RGB, cube-rooted and scaled to unit length. The distance of
@@ -29,7 +29,9 @@ import numpy as np
 import scipy.ndimage
 import scipy.sparse
 
-from blastcell import shards
+from blastcell import prepared
+from blastcell.files import DataError
+from blastcell.params import AuditParams, AugmentParams
 
 FILL_TOLERANCE = 3  # pixel levels: resizing leaves the fill within this of its value
 EXPONENT = 1 / 3
@@ -128,12 +130,66 @@ def nearest_training(
     Both splits are streamed from their shards `batch_size` images at a time; only the training
     descriptors are kept.
     """
-    train = [descriptors(x, bins, fill) for x, _ in shards.iterate(folder, "train", batch_size)]
+    train = [descriptors(x, bins, fill) for x, _ in prepared.iterate(folder, "train", batch_size)]
     indices, distances = [], []
-    for x, _ in shards.iterate(folder, "test", batch_size):
+    for x, _ in prepared.iterate(folder, "test", batch_size):
         i, d = nearest(descriptors(x, bins, fill), train)
         indices.append(i)
         distances.append(d)
     if not indices:
         return Nearest(np.zeros(0, np.int64), np.zeros(0))
     return Nearest(np.concatenate(indices), np.concatenate(distances))
+
+
+def fill_colour(augment: AugmentParams) -> tuple[float, float, float] | None:
+    """The constant fill that augmentation pads copies with, if it pads with one."""
+    return (augment.cval,) * 3 if augment.fill_mode == "constant" else None
+
+
+NEAREST_COLUMNS = ["test_file", "train_file", "distance", "near_duplicate", "same_source"]
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The audit's table (one row per test image, NEAREST_COLUMNS) and its report."""
+
+    rows: list[list[str]]
+    report: dict
+
+    def summary(self) -> str:
+        """One line: the near-duplicates found, and what the sources say."""
+        r = self.report
+        return (
+            f"{r['near_duplicates']} of {r['test_images']} test images have a near-duplicate in "
+            f"training (distance < {r['threshold']}); the sources say {r['source_in_train']} "
+            "share a cell with it"
+        )
+
+
+def audit(folder: Path, params: AuditParams, augment: AugmentParams) -> Audit:
+    """Each test image's nearest training image, flagged below `params.threshold`, and, from
+    the prepared folder's tables, the ground truth on our own data: test images whose nearest
+    training image, or any training image, comes from the same source cell."""
+    test, train = (prepared.read_table(folder, name) for name in ("test", "train"))
+    if not train:
+        raise DataError(f"{folder / 'train.csv'} lists no images: nothing to compare with")
+    found = nearest_training(folder, params.bins, params.batch_size, fill_colour(augment))
+    rows, flagged, same_nearest = [], 0, 0
+    for entry, i, d in zip(test, found.index, found.distance, strict=True):
+        match = train[i]
+        near, same = bool(d < params.threshold), match.source == entry.source
+        flagged += near
+        same_nearest += same
+        rows.append([entry.file, match.file, f"{d:.6f}", str(near).lower(), str(same).lower()])
+    n = len(test)
+    train_sources = {entry.source for entry in train}
+    report = {
+        "test_images": n,
+        "near_duplicates": flagged,
+        "near_duplicate_fraction": round(flagged / n, 6) if n else 0.0,
+        "threshold": params.threshold,
+        "median_distance": round(float(np.median(found.distance)), 6) if n else None,
+        "nearest_same_source": same_nearest,
+        "source_in_train": sum(entry.source in train_sources for entry in test),
+    }
+    return Audit(rows, report)

@@ -4,48 +4,46 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
-from blastcell import __version__, progress
-from blastcell import params as P
+from blastcell import __version__, params, progress
+from blastcell.files import DataError
 
 
-def summary(args: argparse.Namespace) -> int:
+def _error(message: str) -> None:
+    """Print `message` to standard error as one line, `blastcell: <message>`."""
+    print(f"blastcell: {message}", file=sys.stderr)
+
+
+def summary_command(args: argparse.Namespace) -> int:
     """Print the Keras summary of the model that params.yaml (with overrides) describes."""
-    params = P.load(args.params, args.set)
-    from blastcell import model as M
+    settings = params.load(args.params, args.set)
+    from blastcell import model  # TensorFlow: seconds, so only for the commands that use it
 
-    net = M.build(params.model, params.prepare.image_size, args.classes)
+    net = model.build(settings.model, settings.prepare.image_size, args.classes)
     net.summary(print_fn=lambda line, **_: print(line))
     print(f"total params: {net.count_params()}")
     return 0
 
 
-def predict(args: argparse.Namespace) -> int:
+def predict_command(args: argparse.Namespace) -> int:
     """Classify image files and folders with a trained model; write a CSV or JSON table."""
-    from blastcell import predict as PR
+    from blastcell import predict
 
-    def error(message: str) -> None:
-        print(f"blastcell: {message}", file=sys.stderr)
-
-    classes_path = args.classes or args.model.parent / "classes.json"
     try:
-        if not args.model.is_file():  # before the slow TensorFlow import
-            raise PR.PredictError(f"model file {args.model} does not exist")
-        classes = PR.read_classes(classes_path)
-        model = PR.load_model(args.model)
-        PR.check_classes(classes, classes_path, model, args.model)
-    except PR.PredictError as err:
-        error(str(err))
+        net, classes = predict.load(args.model, args.classes or args.model.parent / "classes.json")
+    except DataError as err:
+        _error(str(err))
         return 2
-    inputs = PR.collect(args.inputs)
+    inputs = predict.find_inputs(args.inputs)
     with progress.bar(sum(not item.error for item in inputs), "predict") as bar:
 
         def failed(message: str) -> None:
             bar.write(f"blastcell: {message}", file=sys.stderr)  # above the bar, if one is drawn
 
-        results = PR.predict(
-            model,
+        results = predict.predict(
+            net,
             inputs,
             batch_size=args.batch_size,
             tta=args.tta,
@@ -53,14 +51,37 @@ def predict(args: argparse.Namespace) -> int:
             progress=bar.update,
         )
     try:
-        PR.write(args.output, results, classes)
+        predict.write(args.output, results, classes)
     except OSError as err:
-        error(f"cannot write {args.output}: {err}")
+        _error(f"cannot write {args.output}: {err}")
         return 1
-    print(PR.summary(results, classes, args.output))
+    print(predict.summary(results, classes, args.output))
     if not any(r.ok for r in results):
-        error("no image was found and predicted")
+        _error("no image was found and predicted")
     return 0 if results and all(r.ok for r in results) else 1
+
+
+def params_command(args: argparse.Namespace) -> int:
+    """List every param of params.yaml: its key, what it allows and what it means."""
+    rows = params.reference()
+    width = max(len(key) for key, _, _ in rows) + 2
+    for key, allowed, meaning in rows:
+        text = f"{key:{width}}{allowed}: {meaning}"
+        print(textwrap.fill(text, 99, subsequent_indent=" " * (width + 2)))
+    return 0
+
+
+def cv_command(args: argparse.Namespace) -> int:
+    """Print the mean, sd and range of every column of the repeated splits' table."""
+    from blastcell import cv, files
+
+    if not args.table.is_file():
+        _error(f"{args.table} does not exist: run `dvc repro cv/dvc.yaml` (or `dvc pull`) first")
+        return 2
+    rows = files.read_json(args.table)
+    print(f"{len(rows)} splits (mean ± sd, min to max)")
+    print("\n".join(cv.describe(rows)))
+    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -75,60 +96,78 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `blastcell` command on `argv` (default: the process's); returns the exit status."""
     parser = argparse.ArgumentParser(prog="blastcell", description=__doc__)
     parser.add_argument("--version", action="version", version=f"blastcell {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("summary", help=summary.__doc__, description=summary.__doc__)
-    p.add_argument("--params", type=Path, default=Path("params.yaml"))
-    p.add_argument(
+    command = commands.add_parser(
+        "summary", help=summary_command.__doc__, description=summary_command.__doc__
+    )
+    command.add_argument("--params", type=Path, default=Path("params.yaml"))
+    command.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="override a param in DVC's dotted form, e.g. --set model.width=1.0 (repeatable)",
     )
-    p.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
-    p.set_defaults(func=summary)
-    p = commands.add_parser("predict", help=predict.__doc__, description=predict.__doc__)
-    p.add_argument(
+    command.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
+    command.set_defaults(func=summary_command)
+    command = commands.add_parser(
+        "predict", help=predict_command.__doc__, description=predict_command.__doc__
+    )
+    command.add_argument(
         "inputs",
         nargs="+",
         type=Path,
         metavar="IMAGE_OR_FOLDER",
         help="image files (TIFF, PNG, JPEG, BMP), or folders searched recursively for them",
     )
-    p.add_argument(
+    command.add_argument(
         "--model",
         type=Path,
         default=Path("models/model.keras"),
         help="trained Keras model (default models/model.keras)",
     )
-    p.add_argument(
+    command.add_argument(
         "--classes",
         type=Path,
         default=None,
         help="JSON list of class names (default: classes.json beside the model)",
     )
-    p.add_argument(
+    command.add_argument(
         "--output",
         type=Path,
         default=Path("predictions.csv"),
         help="CSV table, or a JSON list if the name ends in .json (default predictions.csv)",
     )
-    p.add_argument(
+    command.add_argument(
         "--batch-size", type=_positive_int, default=32, help="images per model call (default 32)"
     )
-    p.add_argument(
+    command.add_argument(
         "--tta",
         action="store_true",
         help="test-time augmentation: average over the 8 rotations and flips of each image",
     )
-    p.set_defaults(func=predict)
+    command.set_defaults(func=predict_command)
+    command = commands.add_parser(
+        "params", help=params_command.__doc__, description=params_command.__doc__
+    )
+    command.set_defaults(func=params_command)
+    command = commands.add_parser("cv", help=cv_command.__doc__, description=cv_command.__doc__)
+    command.add_argument(
+        "table",
+        type=Path,
+        nargs="?",
+        default=Path("cv/splits.json"),
+        help="the cv stage's table (default cv/splits.json)",
+    )
+    command.set_defaults(func=cv_command)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except P.ParamsError as err:
-        print(f"blastcell: {err}", file=sys.stderr)
+    except params.ParamsError as err:
+        _error(str(err))
         return 2
 
 

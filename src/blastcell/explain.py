@@ -1,4 +1,5 @@
-"""What the model gets wrong and where it looks: misclassified test images and Grad-CAM.
+"""The explain stage: what the model gets wrong and where it looks, as misclassified test images
+and Grad-CAM heat maps.
 
 Grad-CAM (Selvaraju et al., ICCV 2017) weights each channel of a convolutional layer's feature
 maps by the mean gradient of a class score over that channel, sums the weighted maps, keeps the
@@ -14,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from blastcell import shards
-from blastcell.data import DataError, read_csv
-from blastcell.params import ParamsError
+from blastcell import figures, model, prepared
+from blastcell.files import DataError
+from blastcell.params import ExplainParams, ParamsError
 from blastcell.tf import keras, tf
 
 # Layers that merely pass a convolution's maps on: the auto choice takes the first of these
@@ -38,7 +40,7 @@ class Example:
 
 
 @dataclass(frozen=True)
-class Collected:
+class Found:
     """What one pass over the test split keeps: the misclassified images and a sample per class."""
 
     n_test: int
@@ -54,49 +56,49 @@ def _is_4d(layer: keras.layers.Layer) -> bool:
         return False
 
 
-def feature_layers(model: keras.Model) -> list[str]:
+def feature_layers(net: keras.Model) -> list[str]:
     """Names of the layers Grad-CAM can use: 4-D outputs from the first convolution on."""
     names, seen_conv = [], False
-    for layer in model.layers:
+    for layer in net.layers:
         seen_conv = seen_conv or isinstance(layer, keras.layers.Conv2D)
         if seen_conv and _is_4d(layer):
             names.append(layer.name)
     return names
 
 
-def last_conv_layer(model: keras.Model) -> str:
+def last_conv_layer(net: keras.Model) -> str:
     """The last Conv2D's activation layer (ReLU directly after it), else the Conv2D itself."""
-    convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Conv2D)]
+    convs = [i for i, layer in enumerate(net.layers) if isinstance(layer, keras.layers.Conv2D)]
     if not convs:
-        raise ValueError(f"model '{model.name}' has no Conv2D layer: Grad-CAM needs one")
-    conv = model.layers[convs[-1]]
-    after = model.layers[convs[-1] + 1] if convs[-1] + 1 < len(model.layers) else None
+        raise ValueError(f"model '{net.name}' has no Conv2D layer: Grad-CAM needs one")
+    conv = net.layers[convs[-1]]
+    after = net.layers[convs[-1] + 1] if convs[-1] + 1 < len(net.layers) else None
     if isinstance(after, _ACTIVATIONS) and _is_4d(after) and after.input is conv.output:
         return after.name
     return conv.name
 
 
-def resolve_layer(model: keras.Model, name: str | None) -> str:
+def resolve_layer(net: keras.Model, name: str | None) -> str:
     """The Grad-CAM layer: `name` (checked against the model) or, for None, the automatic one."""
     if name is None:
-        return last_conv_layer(model)
-    available = feature_layers(model)
+        return last_conv_layer(net)
+    available = feature_layers(net)
     if name not in available:
         raise ParamsError(
             f"params: 'explain.layer' is '{name}', which is not a layer of model "
-            f"'{model.name}' with 4-D feature maps; use null (the last convolution's "
+            f"'{net.name}' with 4-D feature maps; use null (the last convolution's "
             f"activation) or one of {available}"
         )
     return name
 
 
-def _head(model: keras.Model):
+def _head(net: keras.Model):
     """(the tensor the class scores come from, a function from it to logits) for `model`.
 
     A final Dense with softmax: its input, and the Dense without the softmax. A final Softmax
     layer (or softmax Activation): its input, unchanged. Anything else: the output itself.
     """
-    last = model.layers[-1]
+    last = net.layers[-1]
     activation = getattr(last, "activation", None)
     if isinstance(last, keras.layers.Dense) and activation is keras.activations.softmax:
         kernel = tf.constant(keras.ops.convert_to_numpy(last.kernel), tf.float32)
@@ -110,7 +112,7 @@ def _head(model: keras.Model):
         isinstance(last, keras.layers.Activation) and activation is keras.activations.softmax
     ):
         return last.input, lambda h: tf.cast(h, tf.float32)
-    return model.output, lambda h: tf.cast(h, tf.float32)
+    return net.output, lambda h: tf.cast(h, tf.float32)
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,9 @@ class Grid:
     stride: tuple[float, float]
 
 
-def _chain(model: keras.Model, layer: str) -> list[keras.layers.Layer] | None:
+def _chain(net: keras.Model, layer: str) -> list[keras.layers.Layer] | None:
     """The layers from the input to `layer`, if each takes one input; None otherwise."""
-    chain, current = [], model.get_layer(layer)
+    chain, current = [], net.get_layer(layer)
     while not isinstance(current, keras.layers.InputLayer):
         chain.append(current)
         history = getattr(current.input, "_keras_history", None)
@@ -157,7 +159,7 @@ def _step(layer, offset: float, stride: float, size: int, axis: int):
     return None
 
 
-def feature_grid(model: keras.Model, layer: str) -> Grid:
+def feature_grid(net: keras.Model, layer: str) -> Grid:
     """Where `layer`'s units sit on the input image.
 
     Followed layer by layer (zero padding, convolutions and pooling with their padding, strides
@@ -165,9 +167,9 @@ def feature_grid(model: keras.Model, layer: str) -> Grid:
     do, are laid on it where their receptive fields are. A model whose path to `layer` is not
     a plain chain of such layers gets the plain stretch of the map over the image.
     """
-    size_in = model.input_shape[1:3]
-    size_out = model.get_layer(layer).output.shape[1:3]
-    chain = _chain(model, layer)
+    size_in = net.input_shape[1:3]
+    size_out = net.get_layer(layer).output.shape[1:3]
+    chain = _chain(net, layer)
     offsets, strides = [], []
     for axis in (0, 1):
         state = (0.0, 1.0, size_in[axis])
@@ -203,7 +205,7 @@ def _resample(maps: np.ndarray, grid: Grid, size: tuple[int, int]) -> np.ndarray
 
 
 def gradcam(
-    model: keras.Model,
+    net: keras.Model,
     images: np.ndarray,
     layer: str,
     classes: Sequence[int] | None = None,
@@ -217,10 +219,10 @@ def gradcam(
     (`feature_grid`) and interpolated bilinearly. Feature maps and gradients are cast to float32
     before any arithmetic, so a model saved with a mixed-precision policy works too.
     """
-    features = model.get_layer(layer).output
-    head_input, to_logits = _head(model)
-    probe = keras.Model(model.inputs, [features, head_input, model.output])
-    grid = feature_grid(model, layer)
+    features = net.get_layer(layer).output
+    head_input, to_logits = _head(net)
+    probe = keras.Model(net.inputs, [features, head_input, net.output])
+    grid = feature_grid(net, layer)
     maps, probs = [], []
     for start in range(0, len(images), batch_size):
         x = tf.convert_to_tensor(images[start : start + batch_size], tf.float32)
@@ -241,56 +243,35 @@ def gradcam(
         probs.append(tf.cast(out, tf.float32).numpy())
     if not maps:
         size = images.shape[1:3]
-        return np.zeros((0, *size), np.float32), np.zeros((0, model.output.shape[-1]), np.float32)
+        return np.zeros((0, *size), np.float32), np.zeros((0, net.output.shape[-1]), np.float32)
     return np.concatenate(maps), np.concatenate(probs)
 
 
-def read_test_files(folder: Path, n_images: int) -> list[tuple[str, str]]:
-    """(file, class) of each test image, from the prepared folder's test.csv (record order)."""
-    path = folder / "test.csv"
-    if not path.is_file():
-        raise DataError(f"{path} is missing: {folder} is not a prepared folder; run prepare")
-    rows = read_csv(path)
-    if len(rows) != n_images:
-        raise DataError(f"{path} lists {len(rows)} images, spec.json says {n_images}")
-    return [(row["file"], row["class"]) for row in rows]
-
-
-def check_model(model: keras.Model, spec: shards.Spec, path: Path) -> None:
-    """The model must take the prepared images and score every class of the spec."""
-    size, k = tuple(model.input_shape[1:4]), model.output_shape[-1]
-    if size != (spec.image_size, spec.image_size, 3) or k != len(spec.classes):
-        raise DataError(
-            f"{path} takes {size} images and scores {k} classes; the prepared data has "
-            f"{spec.image_size}x{spec.image_size}x3 images of {len(spec.classes)} classes: "
-            "retrain on it"
-        )
-
-
-def collect(
-    model: keras.Model, folder: Path, batch_size: int, max_misclassified: int, per_class: int
-) -> Collected:
+def find_examples(
+    net: keras.Model, folder: Path, batch_size: int, max_misclassified: int, per_class: int
+) -> Found:
     """Predict the test split batch by batch; keep misclassified images and per-class samples.
 
     Misclassified: the first `max_misclassified` in stored test order. Samples: the first
     `per_class` test images of each true class, in stored order (deterministic, no seed).
     """
-    spec = shards.read_spec(folder)
-    files = read_test_files(folder, spec.images["test"])
+    spec = prepared.read_spec(folder)
+    table = prepared.read_table(folder, "test")
     wrong: list[Example] = []
     samples: list[list[Example]] = [[] for _ in spec.classes]
     n_wrong, offset = 0, 0
-    for x, y in shards.iterate(folder, "test", batch_size):
-        probs = np.asarray(model.predict_on_batch(x), np.float32)
+    for x, y in prepared.iterate(folder, "test", batch_size):
+        probs = np.asarray(net.predict_on_batch(x), np.float32)
         preds = np.argmax(probs, axis=1)
         for i, (label, pred) in enumerate(zip(y.tolist(), preds.tolist(), strict=True)):
-            file, name = files[offset + i]
-            if name != spec.classes[label]:
+            entry = table[offset + i]
+            if entry.label != label:
                 raise DataError(
-                    f"{folder / 'test.csv'} row {offset + i + 1} says '{name}', the shards say "
-                    f"'{spec.classes[label]}': rerun the prepare stage"
+                    f"{folder / 'test.csv'} row {offset + i + 1} says "
+                    f"'{spec.classes[entry.label]}', the shards say '{spec.classes[label]}': "
+                    "rerun the prepare stage"
                 )
-            example = Example(offset + i, file, label, pred, float(probs[i, pred]), x[i])
+            example = Example(offset + i, entry.file, label, pred, float(probs[i, pred]), x[i])
             if pred != label:
                 n_wrong += 1
                 if len(wrong) < max_misclassified:
@@ -298,9 +279,58 @@ def collect(
             if len(samples[label]) < per_class:
                 samples[label].append(example)
         offset += len(y)
-    return Collected(offset, n_wrong, wrong, samples)
+    return Found(offset, n_wrong, wrong, samples)
 
 
 def caption(example: Example, classes: Sequence[str]) -> str:
     """'true X / pred Y (p)' for a figure title."""
     return f"true {classes[example.label]}\npred {classes[example.pred]} ({example.prob:.2f})"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The explain stage's figures, and its one summary line."""
+
+    misclassified: Figure
+    gradcam: Figure
+    summary: str
+
+
+def explain(data: Path, model_path: Path, params: ExplainParams) -> Explanation:
+    """Misclassified test images and Grad-CAM maps of the model at `model_path` on `data`."""
+    spec = prepared.read_spec(data)
+    classes = spec.classes
+    net = model.load(model_path, image_size=spec.image_size, n_classes=len(classes))
+    layer = resolve_layer(net, params.layer)
+    found = find_examples(net, data, params.batch_size, params.max_misclassified, params.per_class)
+    sampled = [e for row in found.samples for e in row]
+    heat, _ = gradcam(
+        net,
+        np.stack([e.image for e in sampled]) if sampled else np.zeros((0, 1, 1, 3), np.uint8),
+        layer,
+        classes=[e.pred for e in sampled],
+        batch_size=params.batch_size,
+    )
+    maps = iter(heat)
+    rows = [
+        [(e.image, next(maps), e.file, caption(e, classes)) for e in row] for row in found.samples
+    ]
+    shown = len(found.misclassified)
+    wrong = figures.titled_images(
+        [e.image for e in found.misclassified],
+        [f"{e.file}\n{caption(e, classes)}" for e in found.misclassified],
+        title=f"Misclassified test images: {found.n_wrong} of {found.n_test}"
+        + (f" (first {shown} shown)" if shown < found.n_wrong else ""),
+        empty=f"no misclassified test images ({found.n_test} tested)",
+    )
+    cams = figures.heatmap_overlays(
+        rows,
+        [f"true {name}" for name in classes],
+        title=f"Grad-CAM for the predicted class (layer {layer}); "
+        f"first {params.per_class} test images of each class",
+    )
+    summary = (
+        f"{found.n_wrong} of {found.n_test} test images misclassified ({shown} shown); "
+        f"Grad-CAM from layer '{layer}' for {len(sampled)} images"
+    )
+    return Explanation(wrong, cams, summary)

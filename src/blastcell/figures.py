@@ -66,7 +66,7 @@ def confusion_matrix(
 
 def reliability_diagram(bins: Sequence[dict], n_bins: int, ece: float) -> Figure:
     """Accuracy against confidence per bin (bars) beside the diagonal of perfect calibration,
-    with the number of images per bin below; `bins` as `evaluation.calibration` returns them."""
+    with the number of images per bin below; `bins` as `evaluate.calibration` returns them."""
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(4.8, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )

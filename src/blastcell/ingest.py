@@ -27,9 +27,9 @@ import numpy as np
 import tifffile
 from PIL import Image as PILImage
 
-from blastcell.data import DataError
+from blastcell import DEFAULT_CLASSES
+from blastcell.files import DataError
 
-ALL_IDB_CLASSES = ("not_blast", "blast")
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 SYSTEM_FILES = ("thumbs.db", "desktop.ini", "ehthumbs.db")
 _ALL_IDB_NAME = re.compile(r"Im(\d+)_([01])", re.IGNORECASE)
@@ -146,15 +146,26 @@ def is_hidden(path: Path) -> bool:
     return path.name.startswith(".") or path.name.lower() in SYSTEM_FILES
 
 
-def _files(folder: Path) -> Iterator[Path]:
-    """Every non-hidden file or link below `folder`, sorted; hidden folders are not entered."""
-    for entry in sorted(folder.iterdir()):
+def find_images(folder: Path, *, include_non_images: bool = False) -> list[Path]:
+    """The image files below `folder` (by suffix), sorted; hidden files and folders left out.
+
+    With `include_non_images`, files and links of any other suffix are kept too, so that a data
+    set's stray file is named as a bad image instead of silently dropped. Linked folders are not
+    entered. DataError names a folder that cannot be listed.
+    """
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as err:
+        raise DataError(f"{folder}: cannot list folder: {err.strerror or err}") from err
+    found = []
+    for entry in entries:
         if is_hidden(entry):
             continue
         if entry.is_dir() and not entry.is_symlink():
-            yield from _files(entry)
-        else:
-            yield entry
+            found += find_images(entry, include_non_images=include_non_images)
+        elif include_non_images or entry.suffix.lower() in IMAGE_SUFFIXES:
+            found.append(entry)
+    return found
 
 
 def list_dataset(folder: Path) -> Listing:
@@ -196,14 +207,14 @@ def _all_idb(folder: Path, entries: list[Path]) -> Listing:
     labels = {item.label for item in items}
     if len(labels) == 1:
         (only,) = labels
-        return Listing(folder, "all_idb", (ALL_IDB_CLASSES[only],), tuple(items))
-    return Listing(folder, "all_idb", ALL_IDB_CLASSES, tuple(items))
+        return Listing(folder, "all_idb", (DEFAULT_CLASSES[only],), tuple(items))
+    return Listing(folder, "all_idb", DEFAULT_CLASSES, tuple(items))
 
 
 def _class_folders(folder: Path, subdirs: list[Path]) -> Listing:
     classes, items = [], []
     for subdir in subdirs:
-        files = list(_files(subdir))
+        files = find_images(subdir, include_non_images=True)
         if not files:
             raise DataError(f"class folder {subdir} holds no images")
         items += [Item(path, len(classes)) for path in files]

@@ -1,5 +1,7 @@
 """Build the classifier described by the `model` params: the seed CNN (block by block) or AlexNet.
 
+`save` writes a model reproducibly; `load` reads a trained one back, checked against its use.
+
 Models take raw uint8-range RGB pixels; scaling by 1/255 is the model's first layer, so a saved
 model can be used on images straight from disk.
 """
@@ -10,12 +12,11 @@ import json
 import zipfile
 from pathlib import Path
 
+from blastcell.files import DataError
 from blastcell.params import Block, ModelParams, ParamsError
-from blastcell.tf import keras, tf
+from blastcell.tf import keras
 
 layers = keras.layers
-
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def scaled(filters: int, width: float) -> int:
@@ -112,30 +113,41 @@ def build(params: ModelParams, image_size: int, n_classes: int) -> keras.Model:
     return builders[params.architecture](params, image_size, n_classes)
 
 
-def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX)."""
-    try:
-        flags = cpuinfo.read_text().split()
-    except OSError:
-        return False
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
+def load(
+    path: Path, *, image_size: int | None = None, n_classes: int | None = None
+) -> keras.Model:
+    """Load a trained model safely (no code from the file), checking what it takes and scores.
 
-
-def resolve_precision(precision: str) -> str:
-    """The Keras dtype policy for a `train.precision` value; `auto` picks by hardware.
-
-    auto: mixed_bfloat16 on a GPU of compute capability >= 8.0 or a CPU with AVX512-BF16/AMX
-    (on such a CPU it trains about twice as fast as float32: see bench/precision.py),
-    float32 elsewhere.
+    It must take square RGB images, of `image_size` pixels if given, and score `n_classes`
+    classes if given; DataError names the file and what is wrong.
     """
-    if precision != "auto":
-        return precision
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        capability = details.get("compute_capability") or (0, 0)
-        return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "float32"
-    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"model file {path} does not exist")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "not found"
+        raise DataError(f"{path}: not a Keras model file (.keras): not a zip archive")
+    try:
+        model = keras.models.load_model(path, safe_mode=True)
+    except Exception as err:  # loaders raise many types; all mean "not a usable model"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a Keras model file (.keras): {reason}") from err
+    shape = model.input_shape
+    square_rgb = isinstance(shape, tuple) and len(shape) == 4 and shape[3] == 3
+    if not square_rgb or shape[1] is None or shape[1] != shape[2]:
+        raise DataError(f"{path}: input shape {shape} is not square RGB (None, S, S, 3)")
+    size = shape[1]
+    if image_size is not None and size != image_size:
+        raise DataError(
+            f"{path} takes {size}x{size} images; the prepared data has "
+            f"{image_size}x{image_size}: retrain on it or prepare at {size}"
+        )
+    scored = model.output_shape[-1]
+    if n_classes is not None and scored != n_classes:
+        raise DataError(
+            f"{path} scores {scored} classes but {n_classes} class names are given: "
+            "it was trained on other classes"
+        )
+    return model
 
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry

@@ -1,10 +1,10 @@
 """Classify image files with a trained model: the library behind `blastcell predict`.
 
-Inputs are files and folders (walked recursively, sorted; hidden and system files and files of
-other suffixes inside folders are left out, by ingest's rules). Each image is decoded to 8-bit
-RGB by `ingest.decode`, resized as the prepare stage does (`split.resize`) and fed to the model
-as raw uint8-range pixels. A file that cannot be used gives a row with status `error` and the
-reason; the others are still predicted.
+Inputs are files and folders; folders are searched by ingest's rules (`ingest.find_images`:
+recursive, sorted, hidden and system files left out), and files of other suffixes inside them
+are ignored. Each image is decoded to 8-bit RGB by `ingest.decode`, resized as the prepare stage
+does (`images.resize`) and fed to the model as raw uint8-range pixels. A file that cannot be
+used gives a row with status `error` and the reason; the others are still predicted.
 
 Test-time augmentation (`tta=True`) averages the softmax over the 8 symmetries of the square
 (the dihedral group: rotations by 0, 90, 180, 270 degrees, each with and without a horizontal
@@ -16,38 +16,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from blastcell import ingest, split
-from blastcell.data import atomic_file, write_csv, write_json
+from blastcell import images, ingest
+from blastcell.files import DataError, atomic_file, write_csv, write_json
 
 if TYPE_CHECKING:
     from blastcell.tf import keras
 
 OK, ERROR = "ok", "error"
-
-
-class PredictError(ValueError):
-    """The model, class names or options cannot be used; the message names the file."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One input's outcome: softmax probabilities (None if it failed) or why it failed."""
-
-    path: Path
-    probabilities: np.ndarray | None
-    message: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """Whether the image was predicted."""
-        return self.probabilities is not None
 
 
 @dataclass(frozen=True)
@@ -58,93 +40,82 @@ class Input:
     error: str = ""
 
 
-def _walk(folder: Path) -> Iterator[Input]:
-    """Image files below `folder`, sorted; hidden entries and other suffixes left out silently."""
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as err:
-        yield Input(folder, f"{folder}: cannot list folder: {err.strerror or err}")
-        return
-    for entry in entries:
-        if ingest.is_hidden(entry):  # the same rules as reading a data set
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            yield from _walk(entry)
-        elif entry.is_file() and entry.suffix.lower() in ingest.IMAGE_SUFFIXES:
-            yield Input(entry)
+@dataclass(frozen=True)
+class Prediction:
+    """One input's outcome: softmax probabilities, or (None and) the error naming the file."""
+
+    path: Path
+    probabilities: np.ndarray | None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the image was predicted."""
+        return self.probabilities is not None
+
+    @property
+    def message(self) -> str:
+        """The output's message column: the error without the path, which its row shows."""
+        return self.error.removeprefix(f"{self.path}: ")
 
 
-def collect(paths: Sequence[Path]) -> list[Input]:
+def _inputs_of(path: Path) -> list[Input]:
+    """What one command-line path gives: itself, or the image files in a folder."""
+    if path.is_dir():
+        try:
+            files = ingest.find_images(path)
+        except DataError as err:
+            return [Input(path, str(err))]
+        return [Input(file) for file in files] or [
+            Input(path, f"{path}: folder holds no image files")
+        ]
+    if not path.exists():
+        return [Input(path, f"{path}: no such file or folder")]
+    if path.suffix.lower() not in ingest.IMAGE_SUFFIXES:
+        suffixes = list(ingest.IMAGE_SUFFIXES)
+        return [Input(path, f"{path}: not an image file; suffixes read: {suffixes}")]
+    return [Input(path)]
+
+
+def find_inputs(paths: Sequence[Path]) -> list[Input]:
     """Expand files and folders into inputs in order, each file once; bad paths as errors."""
     found: list[Input] = []
     seen: set[Path] = set()
-
-    def add(item: Input) -> None:
-        key = item.path.resolve()
-        if item.error or key not in seen:
-            seen.add(key)
-            found.append(item)
-
     for path in paths:
-        if path.is_dir():
-            items = list(_walk(path))
-            if not items:
-                items = [Input(path, f"{path}: folder holds no image files")]
-            for item in items:
-                add(item)
-        elif not path.exists():
-            add(Input(path, f"{path}: no such file or folder"))
-        elif path.suffix.lower() not in ingest.IMAGE_SUFFIXES:
-            suffixes = list(ingest.IMAGE_SUFFIXES)
-            add(Input(path, f"{path}: not an image file; suffixes read: {suffixes}"))
-        else:
-            add(Input(path))
+        for item in _inputs_of(path):
+            key = item.path.resolve()
+            if item.error or key not in seen:
+                seen.add(key)
+                found.append(item)
     return found
-
-
-def load_model(path: Path) -> keras.Model:
-    """Load a saved Keras model safely (no code from the file); checks it takes square RGB."""
-    if not path.is_file():
-        raise PredictError(f"model file {path} does not exist")
-    from blastcell.tf import keras
-
-    try:
-        model = keras.models.load_model(path, safe_mode=True)
-    except Exception as err:  # loaders raise many types; all mean "not a usable model"
-        raise PredictError(f"{path}: cannot load model: {err}") from err
-    shape = tuple(model.input_shape)
-    if len(shape) != 4 or shape[1] != shape[2] or shape[1] is None or shape[3] != 3:
-        raise PredictError(f"{path}: model input shape {shape} is not (None, S, S, 3)")
-    return model
 
 
 def read_classes(path: Path) -> list[str]:
     """Class names from a JSON list of unique, non-empty strings (index = model output)."""
     if not path.is_file():
-        raise PredictError(
+        raise DataError(
             f"class names file {path} does not exist; pass --classes (a JSON list of names; "
             "the train stage writes classes.json beside the model)"
         )
     try:
         classes = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise PredictError(f"{path}: cannot read class names: {err}") from err
+        raise DataError(f"{path}: cannot read class names: {err}") from err
     if not (isinstance(classes, list) and all(isinstance(c, str) and c for c in classes)):
-        raise PredictError(f"{path}: expected a JSON list of class names")
+        raise DataError(f"{path}: expected a JSON list of class names")
     if len(set(classes)) != len(classes):
-        raise PredictError(f"{path}: class names repeat: {classes}")
+        raise DataError(f"{path}: class names repeat: {classes}")
     return classes
 
 
-def check_classes(
-    classes: Sequence[str], path: Path, model: keras.Model, model_path: Path
-) -> None:
-    """Refuse class names whose count differs from the model's outputs, naming both files."""
-    n_outputs = int(model.output_shape[-1])
-    if len(classes) != n_outputs:
-        raise PredictError(
-            f"{path} names {len(classes)} classes but model {model_path} has {n_outputs} outputs"
-        )
+def load(model_path: Path, classes_path: Path) -> tuple[keras.Model, list[str]]:
+    """The trained model and its class names, one per model output; DataError names the file."""
+    if not model_path.exists():  # checked before TensorFlow's import, which takes seconds
+        raise DataError(f"model file {model_path} does not exist")
+    classes = read_classes(classes_path)
+    from blastcell import model
+
+    return model.load(model_path, n_classes=len(classes)), classes
 
 
 def dihedral(x: np.ndarray) -> list[np.ndarray]:
@@ -163,6 +134,31 @@ def probabilities(model: keras.Model, x: np.ndarray, tta: bool = False) -> np.nd
     return (total / len(views)).astype(np.float32)
 
 
+def _pixels_or_error(item: Input, size: int) -> np.ndarray | str:
+    """The input's pixels at the model's size, or the error naming the file."""
+    if item.error:
+        return item.error
+    try:
+        return images.resize(ingest.decode(item.path)[0], size)
+    except ingest.BadImage as err:
+        return str(err).splitlines()[0]  # decoders may append install hints
+
+
+def _predict_batch(
+    model: keras.Model, batch: Sequence[Input], size: int, tta: bool
+) -> list[Prediction]:
+    """Predictions for `batch` in order: one model call for the files that decode."""
+    decoded = [_pixels_or_error(item, size) for item in batch]
+    good = [outcome for outcome in decoded if not isinstance(outcome, str)]
+    rows = iter(probabilities(model, np.stack(good), tta) if good else [])
+    return [
+        Prediction(item.path, None, outcome)
+        if isinstance(outcome, str)
+        else Prediction(item.path, next(rows))
+        for item, outcome in zip(batch, decoded, strict=True)
+    ]
+
+
 def predict(
     model: keras.Model,
     inputs: Sequence[Input],
@@ -172,48 +168,25 @@ def predict(
     on_error: Callable[[str], None] | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> list[Prediction]:
-    """Predict every input in batches; failures (named via `on_error`) do not stop the rest.
+    """Predict every input, `batch_size` at a time; failures do not stop the rest.
 
-    `progress(n)` is called as each `n` more images are done.
+    `on_error(message)` is called with each failure's line naming its file; `progress(n)` as each
+    `n` more image files are done (inputs that `find_inputs` already refused are not counted).
     """
     if batch_size < 1:
-        raise PredictError(f"batch size must be at least 1, got {batch_size}")
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
     size = int(model.input_shape[1])
-    results: list[Prediction | None] = [None] * len(inputs)
-    batch: list[tuple[int, np.ndarray]] = []
-
-    def fail(i: int, message: str) -> None:
-        if on_error is not None:
-            on_error(message)
-        path = inputs[i].path
-        results[i] = Prediction(path, None, message.removeprefix(f"{path}: "))
-
-    def flush() -> None:
-        if not batch:
-            return
-        p = probabilities(model, np.stack([pixels for _, pixels in batch]), tta)
-        for (i, _), row in zip(batch, p, strict=True):
-            results[i] = Prediction(inputs[i].path, row)
+    predictions: list[Prediction] = []
+    for start in range(0, len(inputs), batch_size):
+        batch = inputs[start : start + batch_size]
+        done = _predict_batch(model, batch, size, tta)
+        for prediction in done:
+            if not prediction.ok and on_error is not None:
+                on_error(prediction.error)
         if progress is not None:
-            progress(len(batch))
-        batch.clear()
-
-    for i, item in enumerate(inputs):
-        if item.error:
-            fail(i, item.error)
-            continue
-        try:
-            pixels = ingest.decode(item.path)[0]
-        except ingest.BadImage as err:
-            fail(i, str(err).splitlines()[0])  # decoders may append install hints
-            if progress is not None:
-                progress(1)
-            continue
-        batch.append((i, split.resize(pixels, size)))
-        if len(batch) >= batch_size:
-            flush()
-    flush()
-    return [r for r in results if r is not None]
+            progress(sum(not item.error for item in batch))
+        predictions += done
+    return predictions
 
 
 def header(classes: Sequence[str]) -> list[str]:

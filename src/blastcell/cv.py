@@ -1,19 +1,16 @@
-"""Summarise repeated splits: one row of headline numbers per split, and their spread.
+"""The cv stage's numbers: one row of headline numbers per repeated split, and their spread.
 
 Each split contributes the evaluate stage's full report, the audit stage's report and the train
 stage's report; `split_row` keeps the numbers a paper on ALL-IDB reports (`COLUMNS`). `summary`
 is what `dvc exp show` compares (the mean and spread of accuracy); `describe` gives the mean,
 standard deviation and range of every column, for people:
-`python -m blastcell.aggregate cv/splits.json` prints it.
+`blastcell cv` prints it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 # One per split, in this order: (column, the report it comes from).
@@ -95,17 +92,15 @@ def describe(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m blastcell.aggregate",
-        description="Print mean, sd and range over the repeated splits of every column.",
+def headline(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line: accuracy's mean, sd and range, the mean rates and AUC, the worst audit."""
+    s = {name: stats(column(rows, name), 3) for name, _ in COLUMNS}
+    acc = s["accuracy"]
+    sd = "" if acc["std"] is None else f" ± {acc['std']:.3f}"
+    return (
+        f"{len(rows)} splits: accuracy {acc['mean']:.3f}{sd} ({acc['min']:.3f} to "
+        f"{acc['max']:.3f}); mean sensitivity {s['sensitivity']['mean']}, specificity "
+        f"{s['specificity']['mean']}, ROC AUC {s['roc_auc']['mean']}; at most "
+        f"{s['near_duplicates']['max']} near-duplicates in a split "
+        "(blastcell cv: every column)"
     )
-    parser.add_argument("table", type=Path, nargs="?", default=Path("cv/splits.json"))
-    args = parser.parse_args(argv)
-    rows = json.loads(args.table.read_text())
-    print(f"{len(rows)} splits (mean ± sd, min to max)")
-    print("\n".join(describe(rows)))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,9 @@
-"""Store each split as TFRecord shards of raw pixels and stream them back with tf.data.
+"""The prepared folder, written by the prepare stage and read by train, evaluate, explain and
+audit: its one owner.
+
+The folder holds, for each split (train, val, test), TFRecord shards of raw pixels, a table
+`{split}.csv` naming each record's file, source cell and class in record order, and `spec.json`
+(image size, class names in label order, images per split).
 
 A record is a `tf.train.Example` with `image`, the S x S x 3 uint8 pixels as raw bytes
 (row-major), and `label`, the class index. A split of N images is written as
@@ -15,18 +20,22 @@ of it seeded, so an epoch's batches are the same on every run.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from blastcell.data import DataError, read_json, write_json
+from blastcell.files import DataError, read_csv, read_json, write_csv, write_json
 from blastcell.tf import tf
 
+SPLITS = ("train", "val", "test")
 SUFFIX = ".tfrecord"
 SPEC = "spec.json"
+_TABLE_COLUMNS = ["file", "source", "class"]
 _FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
     "label": tf.io.FixedLenFeature([], tf.int64),
@@ -42,11 +51,78 @@ class Spec:
     images: dict[str, int]
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One record of a split, as its table names it: file, source cell, class index."""
+
+    file: str
+    source: str
+    label: int
+
+
+class Row(Protocol):
+    """What `write` needs of each image: e.g. an `augmented.Record`."""
+
+    file: str
+    source: str
+    label: int
+
+
+def write(
+    folder: Path,
+    splits: Mapping[str, Sequence[Row]],
+    classes: Sequence[str],
+    image_size: int,
+    shard_size: int,
+    pixels: Callable[[Row], np.ndarray],
+) -> None:
+    """Write each split's shards and table, and the spec, into `folder`.
+
+    `pixels(row)` gives the row's image at `image_size`, read when it is written, so memory
+    holds one image at a time. A split with the same rows as an earlier one (the random split's
+    val and test) is copied, not encoded again.
+    """
+    written: dict[tuple[Row, ...], list[Path]] = {}
+    for name, rows in splits.items():
+        paths = shard_paths(folder, name, len(rows), shard_size)
+        if tuple(rows) in written:
+            for src, dst in zip(written[tuple(rows)], paths, strict=True):
+                shutil.copyfile(src, dst)
+        else:
+            examples = ((pixels(r), r.label) for r in rows)
+            written[tuple(rows)] = write_shards(folder, name, examples, len(rows), shard_size)
+        table = [[r.file, r.source, classes[r.label]] for r in rows]
+        write_csv(folder / f"{name}.csv", _TABLE_COLUMNS, table)
+    images = {name: len(rows) for name, rows in splits.items()}
+    write_spec(folder, image_size, classes, images)
+
+
+def read_table(folder: Path, split: str) -> list[Entry]:
+    """The split's records in stored order, checked against the spec."""
+    spec = read_spec(folder)
+    path = folder / f"{split}.csv"
+    if not path.is_file():
+        raise DataError(f"{path} is missing: {folder} is not a prepared folder; run prepare")
+    label = {name: i for i, name in enumerate(spec.classes)}
+    rows = read_csv(path)
+    if len(rows) != spec.images.get(split):
+        raise DataError(
+            f"{path} lists {len(rows)} images, {folder / SPEC} says {spec.images.get(split)}; "
+            "rerun the prepare stage"
+        )
+    bad = next((r for r in rows if r.get("class") not in label), None)
+    if bad is not None:
+        raise DataError(f"{path}: class {bad.get('class')!r} is not in {folder / SPEC}")
+    return [Entry(r["file"], r["source"], label[r["class"]]) for r in rows]
+
+
 def write_spec(folder: Path, image_size: int, classes: Sequence[str], images: dict) -> None:
+    """Write spec.json."""
     write_json(folder / SPEC, asdict(Spec(image_size, list(classes), dict(images))))
 
 
 def read_spec(folder: Path) -> Spec:
+    """Read spec.json, naming the folder if it is not a prepared one."""
     path = folder / SPEC
     if not path.is_file():
         raise DataError(f"{path} is missing: {folder} is not a prepared folder; run prepare")
@@ -74,7 +150,7 @@ def serialize(image: np.ndarray, label: int) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
-def write(
+def write_shards(
     folder: Path,
     split: str,
     examples: Iterable[tuple[np.ndarray, int]],
@@ -128,7 +204,7 @@ def dataset(
     seed: int = 0,
     shard_by_data: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of (uint8 images, one-hot float32 labels) streamed from a split's shards.
+    """Batches of (uint8 images, one-hot float32 labels) streamed from a split's prepared.
 
     Image size, classes and the number of images come from the folder's spec.json.
     With `shuffle_buffer`, the order changes every epoch (seeded); without, it is the stored

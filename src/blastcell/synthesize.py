@@ -71,27 +71,33 @@ default data set), from the closed form above and checked by Monte-Carlo in the 
 A real classifier scores below the bound: the nuisance noise on top of ``s`` (size, shape,
 texture and colour jitter, blur, noise) hides part of what ``s`` would tell.
 
-Images depend only on numpy and scipy.  This module does no file I/O of its own:
-:func:`write_dataset` renders in worker processes and calls the writer it is given.
+Label ``L`` is the class ``blastcell.DEFAULT_CLASSES[L]``.  The settings of a data set are the
+``synthesize`` section of params.yaml (``SynthesizeParams``), checked there.  Images depend only
+on numpy and scipy.  This module does no file I/O of its own: :func:`write_dataset` renders in
+worker processes (``blastcell.parallel``) and calls the writer it is given; :func:`preview`
+draws a figure with matplotlib, imported only when it is called, so the workers never load it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import multiprocessing
-import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.special import ndtr
 
+from blastcell import DEFAULT_CLASSES, parallel
+from blastcell.params import SynthesizeParams
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = [
     "CELL_TYPES",
-    "CLASSES",
     "NON_LYMPHOID_SHARE",
     "Latent",
     "bayes_accuracy",
@@ -100,18 +106,17 @@ __all__ = [
     "file_name",
     "image_at",
     "immaturity",
+    "preview",
     "render",
     "sample_latent",
     "separation",
     "write_dataset",
 ]
 
-MIN_SIZE = 16
 _REF_SIZE = 257.0
 
 # ----------------------------------------------------------------------------- difficulty
 
-CLASSES = ("not_blast", "blast")  # class names, index = label, as in ALL-IDB2
 LYMPHOID, NEUTROPHIL, MONOCYTE = 0, 1, 2
 CELL_TYPES = ("lymphoid", "neutrophil", "monocyte")
 _P_NEUTROPHIL = 0.15  # share of not-blasts
@@ -132,7 +137,6 @@ class Latent(NamedTuple):
 
 def separation(difficulty: float) -> float:
     """Class separation ``d``: lymphoid scores are N(+d, 1) for blasts, N(-d, 1) otherwise."""
-    difficulty = _check_difficulty(difficulty)
     return _D_EASY * (_D_HARD / _D_EASY) ** difficulty
 
 
@@ -155,7 +159,6 @@ def bayes_accuracy(difficulty: float, blast_fraction: float = 0.5) -> float:
 def sample_latent(label: int, difficulty: float, rng: np.random.Generator) -> Latent:
     """Draw a leukocyte's latent type and score given its label (as :func:`draw_cell` does)."""
     label = _check_label(label)
-    difficulty = _check_difficulty(difficulty)
     _check_rng(rng)
     return _sample_latent(label, separation(difficulty), rng)
 
@@ -200,53 +203,9 @@ def _check_label(label: object) -> int:
     return label
 
 
-def _check_size(size: object) -> int:
-    size = _check_int("size", size)
-    if size < MIN_SIZE:
-        raise ValueError(f"size must be >= {MIN_SIZE}, got {size}")
-    return size
-
-
-def _check_counts(n_blast: object, n_not_blast: object) -> tuple[int, int]:
-    n_blast = _check_int("n_blast", n_blast)
-    n_not_blast = _check_int("n_not_blast", n_not_blast)
-    if n_blast < 0:
-        raise ValueError(f"n_blast must be >= 0, got {n_blast}")
-    if n_not_blast < 0:
-        raise ValueError(f"n_not_blast must be >= 0, got {n_not_blast}")
-    if n_blast + n_not_blast == 0:
-        raise ValueError("n_blast and n_not_blast are both 0; at least one image is required")
-    return n_blast, n_not_blast
-
-
-def _check_seed(seed: object) -> int:
-    seed = _check_int("seed", seed)
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    return seed
-
-
-def _check_difficulty(difficulty: object) -> float:
-    if isinstance(difficulty, bool) or not isinstance(
-        difficulty, (int, float, np.integer, np.floating)
-    ):
-        raise ValueError(f"difficulty must be a number in [0, 1], got {difficulty!r}")
-    value = float(difficulty)
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise ValueError(f"difficulty must be in [0, 1], got {difficulty!r}")
-    return value
-
-
 def _check_rng(rng: object) -> None:
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-
-
-def _check_workers(workers: object) -> int:
-    workers = _check_int("workers", workers)
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0 (0 = one per CPU core), got {workers}")
-    return workers or os.cpu_count() or 1
 
 
 # ----------------------------------------------------------------------------- colours
@@ -537,15 +496,25 @@ def _lymphoid(size, rng, sc: _Scene, m: float) -> _Cell:
     return _Cell(sl, cell_alpha, od)
 
 
-def _neutrophil(size, rng, sc: _Scene) -> _Cell:
-    """Segmented neutrophil: 2-5 dense lobes joined by thin strands, pale granular cytoplasm."""
-    cell_r = 0.5 * sc.rbc_d * rng.uniform(1.45, 1.85)
+def _myeloid_body(
+    size, rng, sc: _Scene, diameters: tuple[float, float], amplitude: float, harmonics: int
+):
+    """A neutrophil's or monocyte's outline: its radius (a draw of `diameters` erythrocyte
+    diameters), window (slice, dy, dx), distance map and soft mask."""
+    cell_r = 0.5 * sc.rbc_d * rng.uniform(*diameters)
     cy, cx = sc.centre
-    win = _window(cy, cx, cell_r * 1.12 + 2.0 * sc.edge, size)
-    sl, dy, dx = win
+    sl, dy, dx = _window(cy, cx, cell_r * 1.12 + 2.0 * sc.edge, size)
     theta = np.arctan2(dy, dx)
     dist = np.hypot(dy, dx)
-    cell_alpha = _outline(dist, theta, cell_r, rng, 0.03, 5, sc)
+    cell_alpha = _outline(dist, theta, cell_r, rng, amplitude, harmonics, sc)
+    return cell_r, sl, dy, dx, dist, cell_alpha
+
+
+def _neutrophil(size, rng, sc: _Scene) -> _Cell:
+    """Segmented neutrophil: 2-5 dense lobes joined by thin strands, pale granular cytoplasm."""
+    cell_r, sl, dy, dx, dist, cell_alpha = _myeloid_body(
+        size, rng, sc, (1.45, 1.85), 0.03, 5
+    )
 
     n_lobes = int(rng.choice([2, 3, 4, 5], p=[0.2, 0.4, 0.3, 0.1]))
     lobe_r = cell_r * rng.uniform(0.24, 0.3) * (3.0 / (n_lobes + 0.5)) ** 0.3
@@ -590,13 +559,9 @@ def _neutrophil(size, rng, sc: _Scene) -> _Cell:
 
 def _monocyte(size, rng, sc: _Scene) -> _Cell:
     """Monocyte: large, folded kidney-shaped lacy nucleus, abundant grey-blue cytoplasm."""
-    cell_r = 0.5 * sc.rbc_d * rng.uniform(1.8, 2.15)
-    cy, cx = sc.centre
-    win = _window(cy, cx, cell_r * 1.12 + 2.0 * sc.edge, size)
-    sl, dy, dx = win
-    theta = np.arctan2(dy, dx)
-    dist = np.hypot(dy, dx)
-    cell_alpha = _outline(dist, theta, cell_r, rng, 0.06, 6, sc)
+    cell_r, sl, dy, dx, dist, cell_alpha = _myeloid_body(
+        size, rng, sc, (1.8, 2.15), 0.06, 6
+    )
 
     nuc_r = cell_r * rng.uniform(0.52, 0.62)
     ang = rng.uniform(0.0, 2.0 * np.pi)
@@ -637,16 +602,13 @@ def _wave(size: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def render(
-    latent: Latent, size: int, rng: np.random.Generator, difficulty: float = 0.5
-) -> np.ndarray:
+def render(latent: Latent, size: int, rng: np.random.Generator, difficulty: float) -> np.ndarray:
     """Render a crop around a leukocyte with the given latent type and score.
 
     ``draw_cell(label, ...)`` is ``render(sample_latent(label, ...), ...)`` on the same
     generator.  Useful to look at cells of a chosen score, e.g. ambiguous ones at score 0.
     ``rng`` drives everything else (the nuisance), identically for any latent.
     """
-    size = _check_size(size)
     _check_rng(rng)
     d = separation(difficulty)
     cell_type = _check_int("latent.cell_type", latent.cell_type)
@@ -700,14 +662,13 @@ def _render(latent: Latent, d: float, size: int, rng: np.random.Generator) -> np
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def draw_cell(
-    label: int, size: int, rng: np.random.Generator, difficulty: float = 0.5
-) -> np.ndarray:
+def draw_cell(label: int, size: int, rng: np.random.Generator, difficulty: float) -> np.ndarray:
     """Render one synthetic single-cell crop.
 
     Args:
         label: 1 for a lymphoblast ("blast"), 0 for a normal leukocyte ("not blast").
-        size: side length in pixels (>= 16); ALL-IDB2 crops are 257.
+        size: side length in pixels (16 or more, as `synthesize.image_size`); ALL-IDB2 crops
+            are 257.
         rng: random generator; the image is a deterministic function of its state.
         difficulty: in [0, 1]; how much the classes overlap (see the module docstring).
 
@@ -715,7 +676,6 @@ def draw_cell(
         ``uint8`` array of shape ``(size, size, 3)`` (RGB).
     """
     label = _check_label(label)
-    size = _check_size(size)
     _check_rng(rng)
     d = separation(difficulty)
     return _render(_sample_latent(label, d, rng), d, size, rng)
@@ -730,110 +690,101 @@ def file_name(index: int, label: int, total: int) -> str:
     return f"Im{index + 1:0{width}d}_{label}.tif"
 
 
-def image_at(
-    index: int, n_blast: int, n_not_blast: int, size: int, seed: int, difficulty: float = 0.5
-) -> tuple[str, int, np.ndarray]:
-    """Regenerate the ``index``-th (0-based) item of ``dataset(...)`` on its own."""
-    n_blast, n_not_blast = _check_counts(n_blast, n_not_blast)
-    size = _check_size(size)
-    seed = _check_seed(seed)
-    difficulty = _check_difficulty(difficulty)
-    index = _check_int("index", index)
-    total = n_blast + n_not_blast
-    if not 0 <= index < total:
-        raise ValueError(f"index must be in [0, {total}), got {index}")
-    label = 1 if index < n_blast else 0
-    image = draw_cell(label, size, np.random.default_rng([seed, index]), difficulty)
+def _label(index: int, params: SynthesizeParams) -> int:
+    return 1 if index < params.n_blast else 0
+
+
+def _item(index: int, params: SynthesizeParams, seed: int) -> tuple[str, int, np.ndarray]:
+    total = params.n_blast + params.n_not_blast
+    label = _label(index, params)
+    rng = np.random.default_rng([seed, index])
+    image = draw_cell(label, params.image_size, rng, params.difficulty)
     return file_name(index, label, total), label, image
 
 
-def dataset(
-    n_blast: int, n_not_blast: int, size: int, seed: int, difficulty: float = 0.5
-) -> Iterator[tuple[str, int, np.ndarray]]:
+def image_at(index: int, params: SynthesizeParams, seed: int) -> tuple[str, int, np.ndarray]:
+    """Regenerate the ``index``-th (0-based) item of ``dataset(params, seed)`` on its own."""
+    index = _check_int("index", index)
+    total = params.n_blast + params.n_not_blast
+    if not 0 <= index < total:
+        raise ValueError(f"index must be in [0, {total}), got {index}")
+    return _item(index, params, seed)
+
+
+def dataset(params: SynthesizeParams, seed: int) -> Iterator[tuple[str, int, np.ndarray]]:
     """Yield ``(file_name, label, image)`` in ALL-IDB2 order: blasts first, then not-blasts.
 
     Names are ``Im001_1.tif`` ... ``Im{n_blast}_1.tif`` followed by ``Im{n_blast + 1}_0.tif``
     ...; the number is zero-padded to at least 3 digits (wider for more than 999 images).
     Image ``i`` (0-based, in yield order) is drawn with ``numpy.random.default_rng([seed, i])``,
     so each image can be regenerated alone (see :func:`image_at`) and reruns are byte-identical.
-    Arguments are validated eagerly, before the first item is requested.
     """
-    n_blast, n_not_blast = _check_counts(n_blast, n_not_blast)
-    size = _check_size(size)
-    seed = _check_seed(seed)
-    difficulty = _check_difficulty(difficulty)
-    return _iter_dataset(
-        range(n_blast + n_not_blast), n_blast, n_not_blast, size, seed, difficulty
-    )
-
-
-def _iter_dataset(
-    indices: range, n_blast: int, n_not_blast: int, size: int, seed: int, difficulty: float
-) -> Iterator[tuple[str, int, np.ndarray]]:
-    for index in indices:
-        yield image_at(index, n_blast, n_not_blast, size, seed, difficulty)
+    return (_item(i, params, seed) for i in range(params.n_blast + params.n_not_blast))
 
 
 def _write_chunk(
     folder: Path,
-    indices: range,
-    n_blast: int,
-    n_not_blast: int,
-    size: int,
+    params: SynthesizeParams,
     seed: int,
-    difficulty: float,
     write: Callable[[Path, np.ndarray], None],
+    indices: range,
 ) -> int:
     """Render and write images ``indices``; run in a worker process."""
-    for name, _label, image in _iter_dataset(
-        indices, n_blast, n_not_blast, size, seed, difficulty
-    ):
+    for index in indices:
+        name, _label, image = _item(index, params, seed)
         write(folder / name, image)
     return len(indices)
 
 
 def write_dataset(
     folder: Path,
-    n_blast: int,
-    n_not_blast: int,
-    size: int,
+    params: SynthesizeParams,
     seed: int,
-    difficulty: float = 0.5,
-    workers: int = 1,
-    write: Callable[[Path, np.ndarray], None] | None = None,
+    *,
+    write: Callable[[Path, np.ndarray], None],
     progress: Callable[[int], object] | None = None,
 ) -> list[str]:
-    """Render the whole :func:`dataset` into ``folder`` with ``workers`` processes.
+    """Render the whole :func:`dataset` into ``folder`` with ``params.workers`` processes.
 
-    ``write(path, image)`` stores one image (e.g. ``blastcell.data.write_image``); it must be
-    picklable (a module-level function) when ``workers > 1``.  ``workers == 0`` means one per
-    CPU core; with one worker everything runs in this process.  Each worker renders and writes
-    contiguous chunks of images; as every image depends only on (seed, index), the files are
-    byte-identical whatever the number of workers.  ``progress(n)`` is called as each ``n``
-    more images are written.  Returns the file names in order.
+    ``write(path, image)`` stores one image (e.g. ``blastcell.images.write``); it must be
+    picklable (a module-level function) for more than one worker.  Workers render and write
+    contiguous chunks of images (``blastcell.parallel``: 0 is one per CPU core, with one
+    everything runs in this process); as every image depends only on (seed, index), the files
+    are byte-identical whatever the number of workers.  ``progress(n)`` is called as each ``n``
+    more images are written, in order.  Returns the file names in order.
     """
-    n_blast, n_not_blast = _check_counts(n_blast, n_not_blast)
-    size = _check_size(size)
-    seed = _check_seed(seed)
-    difficulty = _check_difficulty(difficulty)
-    workers = _check_workers(workers)
-    if write is None:
-        raise ValueError("write must be a function write(path, image)")
-    folder = Path(folder)
-    total = n_blast + n_not_blast
-    args = (n_blast, n_not_blast, size, seed, difficulty, write)
-    chunk = max(1, min(64, math.ceil(total / (4 * workers))))
-    chunks = [range(i, min(i + chunk, total)) for i in range(0, total, chunk)]
-    done = progress or (lambda n: None)
-    if workers == 1 or total == 1:
-        for c in chunks:
-            done(_write_chunk(folder, c, *args))
-    else:
-        # forkserver/spawn, not fork: the caller may hold threads (e.g. TensorFlow's).
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
-            futures = [pool.submit(_write_chunk, folder, c, *args) for c in chunks]
-            for future in futures:
-                done(future.result())
-    return [file_name(i, 1 if i < n_blast else 0, total) for i in range(total)]
+    total = params.n_blast + params.n_not_blast
+    chunk = max(1, min(64, math.ceil(total / (4 * parallel.processes(params.workers)))))
+    chunks = (range(i, min(i + chunk, total)) for i in range(0, total, chunk))
+    task = functools.partial(_write_chunk, Path(folder), params, seed, write)
+    for written in parallel.map_ordered(task, chunks, workers=params.workers):
+        if progress is not None:
+            progress(written)
+    return [file_name(i, _label(i, params), total) for i in range(total)]
+
+
+PREVIEW_ROWS, PREVIEW_COLS = 2, 6  # per class
+
+
+def preview(params: SynthesizeParams, seed: int) -> Figure:
+    """A grid of the first PREVIEW_ROWS x PREVIEW_COLS images of each class, blasts on top,
+    titled with the difficulty and the best accuracy possible on the data set."""
+    from blastcell import figures  # matplotlib: only here, never in the worker processes
+
+    rows: list[list[np.ndarray]] = []
+    titles: list[str] = []
+    per_class = PREVIEW_ROWS * PREVIEW_COLS
+    for label, first, count in ((1, 0, params.n_blast), (0, params.n_blast, params.n_not_blast)):
+        images = [_item(i, params, seed)[2] for i in range(first, first + min(count, per_class))]
+        for start in range(0, len(images), PREVIEW_COLS):
+            rows.append(images[start : start + PREVIEW_COLS])
+            titles.append(DEFAULT_CLASSES[label])
+    fig = figures.image_grid(rows, titles, [])
+    total = params.n_blast + params.n_not_blast
+    bound = bayes_accuracy(params.difficulty, params.n_blast / total)
+    fig.suptitle(
+        f"synthetic cells, difficulty {params.difficulty:g} (best possible accuracy {bound:.1%})",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig

@@ -1,4 +1,5 @@
-"""Train a classifier with the seed's recipe: Adam, cross-entropy on a softmax, fixed batch size.
+"""The train stage: build the model from params and train it with the seed's recipe (Adam,
+cross-entropy on a softmax, fixed batch size), keeping the best epoch's weights.
 
 Labels are one-hot, as in the seed; with two classes the loss is binary cross-entropy on the
 2-unit softmax (the seed's choice), with more it is categorical cross-entropy.
@@ -6,15 +7,17 @@ Labels are one-hot, as in the seed; with two classes the loss is binary cross-en
 
 from __future__ import annotations
 
-import json
-import os
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from blastcell import progress
-from blastcell.params import ParamsError, TrainParams
+from blastcell import devices, model, prepared, progress
+from blastcell.files import atomic_file, write_json
+from blastcell.params import ModelParams, TrainParams
 from blastcell.tf import keras, tf
 
 
@@ -22,60 +25,6 @@ def make_deterministic(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-
-
-def distribution(strategy: str) -> tf.distribute.Strategy:
-    """The tf.distribute strategy that `train.strategy` names.
-
-    auto: TensorFlow's default (one device: the first GPU, or the CPU);
-    mirrored: every local GPU (MirroredStrategy; on a machine without GPUs, the CPU);
-    multi_worker: MultiWorkerMirroredStrategy over the cluster in $TF_CONFIG. Create it before
-    any other TensorFlow op, and start the same command on every worker.
-    """
-    if strategy == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if strategy == "multi_worker":
-        if not os.environ.get("TF_CONFIG"):
-            raise ParamsError(
-                "params: 'train.strategy' multi_worker needs the cluster in $TF_CONFIG "
-                "(see README, distributed training)"
-            )
-        return _KerasMultiWorker()
-    return tf.distribute.get_strategy()
-
-
-class _KerasMultiWorker(tf.distribute.MultiWorkerMirroredStrategy):
-    """MultiWorkerMirroredStrategy with the two reductions that Keras 3's `fit` gets wrong.
-
-    Keras 3.15 (keras-team/keras#20585) fails with this strategy: before the first step it
-    reduces a whole (images, labels) batch to learn its shapes, which the collective
-    implementation cannot do for a nested structure, and it reduces the scalar loss and metrics
-    along axis 0. Here the shape probe gets this worker's own batch (only its shape is used)
-    and scalars are averaged across replicas without an axis. Every other reduction is the
-    strategy's own.
-    """
-
-    def reduce(self, reduce_op, value, axis):
-        if isinstance(value, tuple | list | dict):
-            return tf.nest.map_structure(lambda v: self.experimental_local_results(v)[0], value)
-        if axis is not None and self.experimental_local_results(value)[0].shape.rank == 0:
-            axis = None
-        return super().reduce(reduce_op, value, axis)
-
-
-def is_chief() -> bool:
-    """Whether this process writes the outputs: no cluster, or the chief (worker 0 if none)."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = config.get("task") or {}
-    if not task:
-        return True
-    if task.get("type") == "chief":
-        return True
-    return (
-        task.get("type") == "worker"
-        and task.get("index") == 0
-        and ("chief" not in config.get("cluster", {}))
-    )
 
 
 def compile_model(model: keras.Model, n_classes: int, learning_rate: float) -> None:
@@ -194,3 +143,94 @@ def fit(
         verbose=0,
     )
     return Summary(keep.best_epoch + 1, params.epochs, keep.best_logs)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained model at its best epoch, and how training went."""
+
+    model: keras.Model
+    summary: Summary
+    spec: prepared.Spec
+    policy: str  # the Keras dtype policy
+    replicas: int
+    seconds: float
+    chief: bool  # whether this process writes the outputs (see devices.is_chief)
+
+    def save(self, path: Path) -> None:
+        """Save the model (see `model.save`) and its class names, `classes.json`, beside it."""
+        with atomic_file(path) as tmp:
+            model.save(self.model, tmp)
+        write_json(path.with_name("classes.json"), self.spec.classes)  # for `blastcell predict`
+
+    def report(self) -> dict[str, object]:
+        """The best epoch (1-based), its losses and accuracies, and the images used."""
+        return {
+            "best_epoch": self.summary.best_epoch,
+            "epochs": self.summary.epochs,
+            "parameter_count": self.model.count_params(),
+            "train_images": self.spec.images["train"],
+            "val_images": self.spec.images["val"],
+            **{k: round(v, 6) for k, v in sorted(self.summary.logs.items())},
+        }
+
+    def metrics(self) -> dict[str, object]:
+        """What `dvc exp show` compares: the best epoch and the number of parameters."""
+        n_params = self.model.count_params()
+        return {"best_epoch": self.summary.best_epoch, "parameter_count": n_params}
+
+    def describe(self, monitor: str) -> str:
+        """One line: the best epoch and its scores, the model's size, the speed."""
+        logs = self.summary.logs
+        scores = ", ".join(f"{k} {logs[k]:.3f}" for k in ("val_loss", "val_accuracy") if k in logs)
+        seconds = self.seconds
+        rate = self.spec.images["train"] * self.summary.epochs / seconds if seconds > 0 else 0.0
+        return (
+            f"best epoch {self.summary.best_epoch} of {self.summary.epochs} by {monitor} "
+            f"({scores}); {self.model.count_params():,} parameters, {self.policy}, "
+            f"{self.replicas} replica(s); {seconds:.0f} s, {rate:.0f} images/s"
+        )
+
+
+def train(
+    data: Path,
+    model_params: ModelParams,
+    params: TrainParams,
+    seed: int,
+    curves: Callable[[str, list[dict]], None] | None = None,
+) -> Trained:
+    """Train the model that `model_params` describes on the prepared folder `data`.
+
+    `curves(name, records)` gets the loss and accuracy curves after every epoch (see Curves).
+    With `train.strategy: multi_worker`, every worker runs this; only the chief's result is
+    meant to be written (`Trained.chief`).
+    """
+    strategy = devices.distribution(params.strategy)  # before any other TensorFlow op
+    make_deterministic(seed)
+    policy = devices.resolve_precision(params.precision)
+    keras.mixed_precision.set_global_policy(policy)
+    spec = prepared.read_spec(data)
+    by_data = params.strategy == "multi_worker"
+    train_set, val_set = (
+        prepared.dataset(
+            data,
+            name,
+            params.batch_size,
+            shuffle_buffer=params.shuffle_buffer if name == "train" else None,
+            seed=seed,
+            shard_by_data=by_data,
+        )
+        for name in ("train", "val")
+    )
+    with strategy.scope():
+        net = model.build(model_params, spec.image_size, len(spec.classes))
+        compile_model(net, len(spec.classes), params.learning_rate)
+    chief = devices.is_chief()
+    callbacks = [Curves(curves)] if curves is not None and chief else []
+    start = time.monotonic()
+    summary = fit(net, train_set, val_set, params, callbacks)
+    seconds = time.monotonic() - start
+    if not chief:  # workers save in step with the chief (a collective); their copies go
+        with tempfile.TemporaryDirectory() as scratch:
+            net.save(Path(scratch) / "model.keras")
+    return Trained(net, summary, spec, policy, strategy.num_replicas_in_sync, seconds, chief)

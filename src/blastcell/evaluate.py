@@ -1,4 +1,4 @@
-"""Score a trained model on the test set.
+"""The evaluate stage: score the trained model on the held-out test set.
 
 The seed's classification report and confusion matrix; beside them the ALL-IDB benchmark's
 measures (sensitivity, specificity, classification error), balanced accuracy, ROC AUC and average
@@ -9,8 +9,11 @@ reliability diagram's bins) and ROC / precision-recall curve points for DVC plot
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 from scipy.stats import rankdata
 from sklearn.metrics import (
     average_precision_score,
@@ -20,6 +23,10 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+
+from blastcell import POSITIVE_CLASS, figures, model, prepared, progress
+from blastcell.params import EvaluateParams
+from blastcell.tf import keras
 
 
 def report(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict:
@@ -94,7 +101,6 @@ def headline(full: dict) -> dict:
 
 # --- Beyond the seed's report: the ALL-IDB benchmark's measures, ranking, calibration, CIs ---
 
-POSITIVE_NAME = "blast"
 CI_METRICS = ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc")
 
 
@@ -102,7 +108,7 @@ def positive_index(classes: Sequence[str]) -> int | None:
     """The positive class for two classes (`blast` if present, else the second); None for more."""
     if len(classes) != 2:
         return None
-    return list(classes).index(POSITIVE_NAME) if POSITIVE_NAME in classes else 1
+    return list(classes).index(POSITIVE_CLASS) if POSITIVE_CLASS in classes else 1
 
 
 def normalise(probs: np.ndarray) -> np.ndarray:
@@ -352,3 +358,91 @@ def precision_recall_records(
             for r, p, t in points
         ]
     return records
+
+
+# --- The stage: predict the test split, score it, and the plots ---
+
+
+def predict(net: keras.Model, data: Path, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """True labels and softmax probabilities of the test split, streamed one batch at a time."""
+    labels, probs = [], []
+    for x, y in prepared.iterate(data, "test", batch_size):
+        labels.append(y)
+        probs.append(np.asarray(net.predict_on_batch(x), dtype=np.float64))
+    return np.concatenate(labels), np.concatenate(probs)
+
+
+def full_report(
+    y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], ece: float, resamples: int,
+    seed: int,
+) -> dict:  # fmt: skip
+    """The full report: the seed's report keys first, then the rates, AUC, ECE and intervals."""
+    y_pred = np.argmax(probs, axis=1)
+    out = {
+        **report(y_true, y_pred, classes),
+        "test_images": len(y_true),
+        **scores(y_true, probs, classes),
+    }
+    out["ece"] = _round(ece)
+    if resamples:
+        with progress.bar(resamples, "evaluate: bootstrap", unit="resample") as bar:
+            out.update(bootstrap(y_true, probs, classes, resamples, seed, progress=bar.update))
+    return out
+
+
+def describe(full: dict) -> str:
+    """One line for the stage log: accuracy with its interval, the positive class's rates."""
+
+    def num(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    ci = full.get("ci95", {})
+
+    def interval(name: str) -> str:
+        if name not in ci:
+            return ""
+        return f" (95 % CI {num(ci[name]['low'])}-{num(ci[name]['high'])})"
+
+    who = full["positive_class"] or "macro one-vs-rest"
+    return (
+        f"accuracy {num(full['accuracy'])}{interval('accuracy')} on {full['test_images']} "
+        f"test images; {who} sensitivity {num(full['sensitivity'])}, specificity "
+        f"{num(full['specificity'])}; ROC AUC {num(full['roc_auc'])}; ECE {num(full['ece'])}"
+    )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the evaluate stage writes: the full report, and its plots by file name."""
+
+    report: dict
+    records: dict[str, list[dict]]  # JSON plots: confusion, ROC, precision-recall, reliability
+    figures: dict[str, Figure]  # PNG plots: confusion matrices, reliability diagram
+
+
+def evaluate(data: Path, model_path: Path, params: EvaluateParams, seed: int) -> Evaluation:
+    """Score the model at `model_path` on the test split of the prepared folder `data`."""
+    spec = prepared.read_spec(data)
+    classes = spec.classes
+    net = model.load(model_path, image_size=spec.image_size, n_classes=len(classes))
+    y_true, probs = predict(net, data, params.batch_size)
+    probs = normalise(probs)
+    y_pred = np.argmax(probs, axis=1)
+    ece, bins = calibration(y_true, probs, params.calibration_bins)
+    counts = confusion(y_true, y_pred, len(classes))
+    return Evaluation(
+        report=full_report(y_true, probs, classes, ece, params.bootstrap, seed),
+        records={
+            "confusion": confusion_records(y_true, y_pred, classes),
+            "roc": roc_records(y_true, probs, classes),
+            "precision_recall": precision_recall_records(y_true, probs, classes),
+            "reliability": bins,
+        },
+        figures={
+            "confusion_matrix": figures.confusion_matrix(counts, classes, normalise=False),
+            "confusion_matrix_normalised": figures.confusion_matrix(
+                counts, classes, normalise=True
+            ),
+            "reliability": figures.reliability_diagram(bins, params.calibration_bins, ece),
+        },
+    )

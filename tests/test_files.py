@@ -1,17 +1,19 @@
-"""The pipeline's own file I/O: lossless deterministic images, clear errors, atomic outputs."""
+"""The pipeline's own files: lossless deterministic images (images.py), clear errors, atomic
+outputs (files.py)."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from blastcell.data import DataError, atomic_dir, atomic_file, read_image, write_image
+from blastcell import images
+from blastcell.files import DataError, atomic_dir, atomic_file
 
 
 def _write(folder: Path, name: str, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     image = np.random.default_rng(seed).integers(0, 256, (20, 20, 3), dtype=np.uint8)
-    write_image(folder / name, image)
+    images.write(folder / name, image)
     return folder / name
 
 
@@ -20,16 +22,24 @@ def test_write_is_byte_identical_and_lossless(tmp_path):
     b = _write(tmp_path / "b", "Im001_1.tif", 5)
     assert a.read_bytes() == b.read_bytes()
     expected = np.random.default_rng(5).integers(0, 256, (20, 20, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(read_image(a), expected)
+    np.testing.assert_array_equal(images.read(a), expected)
 
 
 def test_corrupt_and_non_rgb_images_are_named(tmp_path):
     (tmp_path / "Im001_1.tif").write_bytes(b"this is not a tiff")
     with pytest.raises(DataError, match=r"Im001_1.tif: cannot read image"):
-        read_image(tmp_path / "Im001_1.tif")
-    write_image(tmp_path / "Im002_1.png", np.zeros((8, 8), np.uint8))
+        images.read(tmp_path / "Im001_1.tif")
+    images.write(tmp_path / "Im002_1.png", np.zeros((8, 8), np.uint8))
     with pytest.raises(DataError, match=r"Im002_1.png: expected 8-bit RGB"):
-        read_image(tmp_path / "Im002_1.png")
+        images.read(tmp_path / "Im002_1.png")
+
+
+def test_resize_keeps_uint8_and_shape():
+    image = np.random.default_rng(0).integers(0, 256, (57, 57, 3), dtype=np.uint8)
+    out = images.resize(image, 32)
+    assert out.shape == (32, 32, 3)
+    assert out.dtype == np.uint8
+    assert images.resize(image, 57) is image
 
 
 def test_atomic_dir_leaves_nothing_when_the_block_fails(tmp_path):

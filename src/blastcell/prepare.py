@@ -1,4 +1,4 @@
-"""Split the augmented set into train / val / test, resized for the model.
+"""The prepare stage: split the augmented set into train / val / test, resized for the model.
 
 The default `source` split assigns whole source cells to one side, stratified by class: every
 augmented copy of a cell, and every exact duplicate of it, lands where its original does, and the
@@ -11,27 +11,17 @@ the seed, which reported on it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import skimage.transform
 
-from blastcell.data import DataError, read_image
+from blastcell import augmented, images, prepared, progress
+from blastcell.augmented import Record
+from blastcell.files import DataError, atomic_dir
+from blastcell.params import PrepareParams
 
-SPLITS = ("train", "val", "test")
 SEED_TRAIN_SHARE = 1020 / 1268  # the seed's cut of its 1268 augmented images
-
-
-@dataclass(frozen=True)
-class Record:
-    """One image of the augmented set: file, the original it came from, class, copy number."""
-
-    file: str
-    source: str
-    label: int
-    copy: int  # 0 = the original itself
 
 
 def _counts(n: int, test_fraction: float, val_fraction: float) -> tuple[int, int]:
@@ -69,7 +59,7 @@ def split_by_source(
             side[sources[i]] = (
                 "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             )
-    splits: dict[str, list[Record]] = {name: [] for name in SPLITS}
+    splits: dict[str, list[Record]] = {name: [] for name in prepared.SPLITS}
     for r in records:
         if side[r.source] != "test" or r.copy == 0:
             splits[side[r.source]].append(r)
@@ -89,17 +79,27 @@ def _shuffled(rows: list[Record], rng: np.random.Generator) -> list[Record]:
     return [rows[i] for i in rng.permutation(len(rows))]
 
 
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize an RGB uint8 image to (size, size) with anti-aliasing, keeping uint8."""
-    if image.shape[:2] == (size, size):
-        return image
-    out = skimage.transform.resize(
-        image, (size, size), order=1, anti_aliasing=True, preserve_range=True
-    )
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+def split(
+    records: Sequence[Record], classes: Sequence[str], params: PrepareParams, seed: int
+) -> dict[str, list[Record]]:
+    """The `params.split` split of the records, drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    if params.split == "source":
+        return split_by_source(records, classes, params.test_fraction, params.val_fraction, rng)
+    return split_random(records, rng)
 
 
-def examples(rows: Sequence[Record], folder: Path, size: int) -> Iterator[tuple[np.ndarray, int]]:
-    """(image resized to `size`, label) for each row, read one at a time."""
-    for r in rows:
-        yield resize(read_image(folder / r.file), size), r.label
+def prepare(source: Path, target: Path, params: PrepareParams, seed: int) -> dict[str, int]:
+    """Split the augmented folder `source` and write the prepared folder `target`, one image at
+    a time; returns the images per split."""
+    classes, records = augmented.read_index(source)
+    splits = split(records, classes, params, seed)
+    total = sum(len(rows) for rows in {tuple(rows) for rows in splits.values()})  # to encode
+    with atomic_dir(target) as tmp, progress.bar(total, "prepare") as bar:
+
+        def pixels(row: Record) -> np.ndarray:
+            bar.update(1)
+            return images.resize(images.read(source / row.file), params.image_size)
+
+        prepared.write(tmp, splits, classes, params.image_size, params.shard_size, pixels)
+    return {name: len(rows) for name, rows in splits.items()}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
 
-from blastcell import evaluation
+from blastcell import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def stage(name: str):
 def test_report_has_the_seeds_rows_with_hand_checked_values():
     y_true = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
     y_pred = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 0])
-    report = evaluation.report(y_true, y_pred, CLASSES)
+    report = evaluate.report(y_true, y_pred, CLASSES)
     assert report["accuracy"] == pytest.approx(0.8)
     assert report["blast"] == {
         "precision": 0.833333,
@@ -43,16 +43,16 @@ def test_report_has_the_seeds_rows_with_hand_checked_values():
 
 
 def test_a_class_never_predicted_scores_zero_not_an_error():
-    report = evaluation.report(np.array([0, 1]), np.array([0, 0]), CLASSES)
+    report = evaluate.report(np.array([0, 1]), np.array([0, 0]), CLASSES)
     assert report["blast"]["precision"] == 0.0
     assert report["blast"]["support"] == 1
 
 
 def test_confusion_counts_and_records_agree():
     y_true, y_pred = np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 0])
-    counts = evaluation.confusion(y_true, y_pred, 2)
+    counts = evaluate.confusion(y_true, y_pred, 2)
     assert counts.tolist() == [[1, 1], [1, 2]]
-    records = evaluation.confusion_records(y_true, y_pred, CLASSES)
+    records = evaluate.confusion_records(y_true, y_pred, CLASSES)
     assert records[1] == {"actual": "not_blast", "predicted": "blast"}
     assert sum(r == {"actual": "blast", "predicted": "blast"} for r in records) == 2
 
@@ -71,7 +71,7 @@ def test_sensitivity_and_specificity_of_blast_by_hand():
     # 6 blasts of which 5 found, 4 not-blasts of which 3 kept: sens 5/6, spec 3/4
     y_true = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
     y_pred = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 0])
-    s = evaluation.scores(y_true, probs_for(y_pred), CLASSES)
+    s = evaluate.scores(y_true, probs_for(y_pred), CLASSES)
     assert s["positive_class"] == "blast"
     assert s["sensitivity"] == pytest.approx(5 / 6, abs=1e-6)
     assert s["specificity"] == pytest.approx(3 / 4)
@@ -81,12 +81,12 @@ def test_sensitivity_and_specificity_of_blast_by_hand():
 
 
 def test_blast_is_positive_wherever_it_stands_else_the_second_class():
-    assert evaluation.positive_index(["blast", "other"]) == 0
-    assert evaluation.positive_index(["healthy", "sick"]) == 1
-    assert evaluation.positive_index(["a", "b", "c"]) is None
+    assert evaluate.positive_index(["blast", "other"]) == 0
+    assert evaluate.positive_index(["healthy", "sick"]) == 1
+    assert evaluate.positive_index(["a", "b", "c"]) is None
     # classes (blast, other): blast is index 0, so the rates swap
     y_true, y_pred = np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 1])
-    s = evaluation.scores(y_true, probs_for(y_pred), ["blast", "other"])
+    s = evaluate.scores(y_true, probs_for(y_pred), ["blast", "other"])
     assert s["positive_class"] == "blast"
     assert (s["sensitivity"], s["specificity"]) == (0.5, 1.0)
 
@@ -95,19 +95,19 @@ def test_auc_and_average_precision_match_known_values():
     # scikit-learn's documented example: AUC 0.75, AP 0.8333
     y_true = np.array([0, 0, 1, 1])
     p_blast = np.array([0.1, 0.4, 0.35, 0.8])
-    s = evaluation.scores(y_true, np.stack([1 - p_blast, p_blast], axis=1), CLASSES)
+    s = evaluate.scores(y_true, np.stack([1 - p_blast, p_blast], axis=1), CLASSES)
     assert s["roc_auc"] == pytest.approx(0.75)
     assert s["average_precision"] == pytest.approx(0.833333, abs=1e-6)
 
 
 def test_a_class_missing_from_the_test_set_gives_null_not_an_error():
     y_true = np.zeros(4, dtype=int)
-    s = evaluation.scores(y_true, probs_for(np.array([0, 0, 1, 0])), CLASSES)
+    s = evaluate.scores(y_true, probs_for(np.array([0, 0, 1, 0])), CLASSES)
     assert s["sensitivity"] is None
     assert s["roc_auc"] is None
     assert s["balanced_accuracy"] is None
     assert s["specificity"] == 0.75
-    assert evaluation.roc_records(y_true, probs_for(y_true), CLASSES) == []
+    assert evaluate.roc_records(y_true, probs_for(y_true), CLASSES) == []
 
 
 def test_rank_auc_agrees_with_scikit_learn_including_ties():
@@ -115,7 +115,7 @@ def test_rank_auc_agrees_with_scikit_learn_including_ties():
     score = rng.integers(0, 5, (20, 30)) / 4  # many ties
     labels = rng.random((20, 30)) < 0.4
     expected = [roc_auc_score(y, s) for y, s in zip(labels, score, strict=True)]
-    assert evaluation._rank_auc(score, labels) == pytest.approx(expected)
+    assert evaluate._rank_auc(score, labels) == pytest.approx(expected)
 
 
 def test_three_classes_give_one_vs_rest_values_and_macro_averages():
@@ -124,7 +124,7 @@ def test_three_classes_give_one_vs_rest_values_and_macro_averages():
     logits = rng.normal(size=(30, 3)) + 1.5 * np.eye(3)[y_true]
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     classes = ["Early", "Pre", "Pro"]
-    s = evaluation.scores(y_true, probs, classes)
+    s = evaluate.scores(y_true, probs, classes)
     assert s["positive_class"] is None
     assert list(s["one_vs_rest"]) == classes
     assert set(s["one_vs_rest"]["Pre"]) == {
@@ -146,10 +146,10 @@ def test_three_classes_give_one_vs_rest_values_and_macro_averages():
     assert s["one_vs_rest"]["Early"]["specificity"] == pytest.approx(
         np.mean(y_pred[y_true != 0] != 0), abs=1e-6
     )
-    roc = evaluation.roc_records(y_true, probs, classes)
+    roc = evaluate.roc_records(y_true, probs, classes)
     assert {r["class"] for r in roc} == set(classes)
-    ci = evaluation.bootstrap(y_true, probs, classes, 200, seed=0)
-    assert set(ci["ci95"]) == set(evaluation.CI_METRICS)
+    ci = evaluate.bootstrap(y_true, probs, classes, 200, seed=0)
+    assert set(ci["ci95"]) == set(evaluate.CI_METRICS)
     assert ci["ci95"]["roc_auc"]["low"] <= s["roc_auc"] <= ci["ci95"]["roc_auc"]["high"]
 
 
@@ -157,12 +157,12 @@ def test_curves_run_from_corner_to_corner_in_drawing_order_and_are_strict_json()
     y_true = np.array([0, 0, 0, 1, 1, 1, 0, 1])
     p_blast = np.array([0.1, 0.3, 0.3, 0.3, 0.6, 0.9, 0.7, 0.2])
     probs = np.stack([1 - p_blast, p_blast], axis=1)
-    roc = evaluation.roc_records(y_true, probs, CLASSES)
+    roc = evaluate.roc_records(y_true, probs, CLASSES)
     assert roc[0] == {"class": "blast", "fpr": 0.0, "tpr": 0.0, "threshold": None}
     assert (roc[-1]["fpr"], roc[-1]["tpr"]) == (1.0, 1.0)
     assert np.all(np.diff([r["fpr"] for r in roc]) >= 0)
     assert np.all(np.diff([r["tpr"] for r in roc]) >= 0)
-    pr = evaluation.precision_recall_records(y_true, probs, CLASSES)
+    pr = evaluate.precision_recall_records(y_true, probs, CLASSES)
     assert pr[0] == {"class": "blast", "recall": 0.0, "precision": 1.0, "threshold": None}
     assert pr[-1]["recall"] == 1.0
     assert np.all(np.diff([r["recall"] for r in pr]) >= 0)
@@ -187,29 +187,29 @@ def noisy_binary(n: int, accuracy: float, seed: int) -> tuple[np.ndarray, np.nda
 def test_bootstrap_intervals_hold_the_estimate_and_are_seeded():
     y_true, probs = noisy_binary(52, 0.9, seed=3)
     point = {
-        **evaluation.report(y_true, probs.argmax(1), CLASSES),
-        **evaluation.scores(y_true, probs, CLASSES),
+        **evaluate.report(y_true, probs.argmax(1), CLASSES),
+        **evaluate.scores(y_true, probs, CLASSES),
     }
-    first = evaluation.bootstrap(y_true, probs, CLASSES, 500, seed=42)
-    for name in evaluation.CI_METRICS:
+    first = evaluate.bootstrap(y_true, probs, CLASSES, 500, seed=42)
+    for name in evaluate.CI_METRICS:
         ci = first["ci95"][name]
         assert ci["low"] <= point[name] <= ci["high"], name
         assert ci["low"] < ci["high"], name
     assert first["bootstrap"] == {
         "resamples": 500,
-        "valid": dict.fromkeys(evaluation.CI_METRICS, 500),
+        "valid": dict.fromkeys(evaluate.CI_METRICS, 500),
     }
-    assert evaluation.bootstrap(y_true, probs, CLASSES, 500, seed=42) == first
-    assert evaluation.bootstrap(y_true, probs, CLASSES, 500, seed=7) != first
+    assert evaluate.bootstrap(y_true, probs, CLASSES, 500, seed=42) == first
+    assert evaluate.bootstrap(y_true, probs, CLASSES, 500, seed=7) != first
     # chunking the resamples changes neither the count nor the validity of the intervals
-    small = evaluation.bootstrap(y_true, probs, CLASSES, 500, seed=42, max_elements=520)
+    small = evaluate.bootstrap(y_true, probs, CLASSES, 500, seed=42, max_elements=520)
     assert small["bootstrap"] == first["bootstrap"]
 
 
 def test_bootstrap_intervals_narrow_with_more_test_images():
     def width(n: int) -> float:
         y_true, probs = noisy_binary(n, 0.85, seed=4)
-        ci = evaluation.bootstrap(y_true, probs, CLASSES, 400, seed=0)["ci95"]["accuracy"]
+        ci = evaluate.bootstrap(y_true, probs, CLASSES, 400, seed=0)["ci95"]["accuracy"]
         return ci["high"] - ci["low"]
 
     assert width(500) < width(50) / 2
@@ -218,14 +218,14 @@ def test_bootstrap_intervals_narrow_with_more_test_images():
 def test_bootstrap_skips_resamples_where_a_metric_is_undefined():
     # one blast in five: about (4/5)^5 = 33 % of resamples draw no blast
     y_true = np.array([0, 0, 0, 0, 1])
-    out = evaluation.bootstrap(y_true, probs_for(np.array([0, 1, 0, 0, 1])), CLASSES, 1000, 0)
+    out = evaluate.bootstrap(y_true, probs_for(np.array([0, 1, 0, 0, 1])), CLASSES, 1000, 0)
     valid = out["bootstrap"]["valid"]
     assert valid["accuracy"] == valid["specificity"] == 1000
     assert 550 < valid["sensitivity"] < 800
     assert valid["roc_auc"] == valid["balanced_accuracy"] == valid["sensitivity"]
     assert out["ci95"]["sensitivity"] == {"low": 1.0, "high": 1.0}
     # no blast at all: no interval, and no error
-    none = evaluation.bootstrap(np.zeros(4, int), probs_for(np.zeros(4, int)), CLASSES, 50, 0)
+    none = evaluate.bootstrap(np.zeros(4, int), probs_for(np.zeros(4, int)), CLASSES, 50, 0)
     assert none["bootstrap"]["valid"]["sensitivity"] == 0
     assert none["ci95"]["sensitivity"] == {"low": None, "high": None}
 
@@ -238,19 +238,19 @@ def test_ece_of_a_calibrated_model_is_zero_and_of_an_overconfident_one_large():
     y_pred = np.array([1] * 8 + [0] * 20)
     y_true = np.array([1] * 6 + [0] * 2 + [0] * 19 + [1])
     probs = np.vstack([probs_for(y_pred[:8], confidence=0.75), probs_for(y_pred[8:], 2, 0.95)])
-    ece, bins = evaluation.calibration(y_true, probs, 10)
+    ece, bins = evaluate.calibration(y_true, probs, 10)
     assert ece == pytest.approx(0, abs=1e-9)
     assert [(b["bin_low"], b["images"], b["accuracy"]) for b in bins] == [
         (0.7, 8, 0.75),
         (0.9, 20, 0.95),
     ]
     overconfident = probs_for(np.array([0, 1] * 10), confidence=0.99)
-    ece, _ = evaluation.calibration(np.zeros(20, int), overconfident, 10)
+    ece, _ = evaluate.calibration(np.zeros(20, int), overconfident, 10)
     assert ece == pytest.approx(0.49)
 
 
 def test_confidence_on_a_bin_edge_falls_in_the_lower_bin():
-    _, bins = evaluation.calibration(np.array([0]), np.array([[0.8, 0.2]]), 10)
+    _, bins = evaluate.calibration(np.array([0]), np.array([[0.8, 0.2]]), 10)
     assert (bins[0]["bin_low"], bins[0]["bin_high"]) == (0.7, 0.8)
 
 
@@ -258,45 +258,44 @@ def test_confidence_on_a_bin_edge_falls_in_the_lower_bin():
 
 
 def test_evaluate_stage_writes_every_metric_and_plot(tmp_path, monkeypatch):
-    import keras
-
-    from blastcell import model as blastcell_model
-    from blastcell import params as P
-    from blastcell import shards
+    from blastcell import instrument, model, params, prepared, runner
 
     size, classes = 32, ["not_blast", "blast"]
-    prepared = tmp_path / "prepared"
-    prepared.mkdir()
+    folder = tmp_path / "prepared"
+    folder.mkdir()
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (12, size, size, 3), dtype=np.uint8)
-    shards.write(prepared, "test", zip(images, np.arange(12) % 2, strict=True), 12, 5)
-    shards.write_spec(prepared, size, classes, {"train": 0, "val": 0, "test": 12})
+    prepared.write_shards(folder, "test", zip(images, np.arange(12) % 2, strict=True), 12, 5)
+    prepared.write_spec(folder, size, classes, {"train": 0, "val": 0, "test": 12})
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["model"].update(width=0.125, dense_units=8)
     raw["evaluate"].update(batch_size=5, bootstrap=200, calibration_bins=5)
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(raw, sort_keys=False))
-    model = blastcell_model.build(P.load(params).model, size, len(classes))
-    model.save(tmp_path / "model.keras")
-    keras.backend.clear_session()
-    monkeypatch.setattr(P, "_READS", set())  # the stage's own reads only, not kept after
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    model.build(params.load(path).model, size, len(classes)).save(tmp_path / "model.keras")
+    trace = tmp_path / "trace.jsonl"
+    monkeypatch.setenv(instrument.TRACE_ENV, str(trace))
 
     plots, metrics = tmp_path / "plots", tmp_path / "evaluate.json"
     headline = tmp_path / "headline.json"
     model_path = tmp_path / "model.keras"
-    stage("evaluate").main(
+    line = runner.invoke(
+        stage("evaluate").run,
         [
-            *("--params", str(params), "--data", str(prepared), "--model", str(model_path)),
+            *("--params", str(path), "--data", str(folder), "--model", str(model_path)),
             *("--metrics", str(headline), "--report", str(metrics), "--plots", str(plots)),
-        ]
+        ],
     )
-    assert P.reads() == {
+    assert line.startswith("evaluate: accuracy ")
+    assert "on 12 test images; blast sensitivity" in line
+    (used,) = [json.loads(text)["params"] for text in trace.read_text().splitlines()]
+    assert used == [
         "base.seed",
         "evaluate.batch_size",
         "evaluate.bootstrap",
         "evaluate.calibration_bins",
-    }
+    ]
     written = sorted(p.name for p in plots.iterdir())
     assert written == [
         "confusion.json",
@@ -315,7 +314,7 @@ def test_evaluate_stage_writes_every_metric_and_plot(tmp_path, monkeypatch):
         assert 0 <= m[key] <= 1, key
     assert m["classification_error"] == pytest.approx(1 - m["accuracy"], abs=1e-6)
     assert 0 <= m["ece"] <= 1
-    assert set(m["ci95"]) == set(evaluation.CI_METRICS)
+    assert set(m["ci95"]) == set(evaluate.CI_METRICS)
     assert m["ci95"]["accuracy"]["low"] <= m["accuracy"] <= m["ci95"]["accuracy"]["high"]
     assert m["bootstrap"]["resamples"] == 200
     roc = json.loads((plots / "roc.json").read_text())
@@ -323,7 +322,7 @@ def test_evaluate_stage_writes_every_metric_and_plot(tmp_path, monkeypatch):
     bins = json.loads((plots / "reliability.json").read_text())
     assert sum(b["images"] for b in bins) == 12
     top = json.loads(headline.read_text(), parse_constant=pytest.fail)
-    assert list(top) == list(evaluation.HEADLINE)  # what `dvc exp show` compares, in this order
+    assert list(top) == list(evaluate.HEADLINE)  # what `dvc exp show` compares, in this order
     assert top["accuracy_low"] == m["ci95"]["accuracy"]["low"]
     assert {k: top[k] for k in ("accuracy", "sensitivity", "roc_auc", "ece")} == {
         k: m[k] for k in ("accuracy", "sensitivity", "roc_auc", "ece")
@@ -332,4 +331,4 @@ def test_evaluate_stage_writes_every_metric_and_plot(tmp_path, monkeypatch):
 
 def test_the_headline_leaves_out_what_the_report_cannot_define():
     full = {"accuracy": 0.5, "sensitivity": None, "specificity": 1.0, "roc_auc": None, "ece": 0.1}
-    assert evaluation.headline(full) == {"accuracy": 0.5, "specificity": 1.0, "ece": 0.1}
+    assert evaluate.headline(full) == {"accuracy": 0.5, "specificity": 1.0, "ece": 0.1}

@@ -1,0 +1,75 @@
+"""The stage runner: a stage's command line comes from its `run` signature, params are loaded and
+checked before it runs, its summary is one line, and with $BLASTCELL_TRACE it notes the params
+keys it read (instrument.Recorded) and the modules it loaded."""
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+from blastcell import instrument, params, runner
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params.yaml"
+
+
+def example(params, *, data: Path, out: Path | None = None, split_seed: int | None = None) -> str:
+    """A stage: reads two keys, reports its arguments."""
+    return f"{params.train.epochs} epochs, seed {params.base.seed}: {data} {out} {split_seed}"
+
+
+def runs_others(params, *, data: Path, params_file: Path) -> str:
+    return f"{data} with {params_file}"
+
+
+def test_the_command_line_comes_from_the_signature(capsys):
+    line = runner.invoke(example, ["--params", str(PARAMS), "--data", "d", "--split-seed", "3"])
+    assert line == "test_runner: 50 epochs, seed 42: d None 3"
+    assert capsys.readouterr().out == line + "\n"
+    with pytest.raises(SystemExit):
+        runner.invoke(example, ["--params", str(PARAMS)])  # --data is required
+    with pytest.raises(SystemExit):
+        runner.invoke(example, ["--params", str(PARAMS), "--data", "d", "--split-seed", "-1"])
+    usage = runner.parser(example).format_help()
+    assert "--data DATA" in usage
+    assert "--out OUT" in usage
+    assert "--params-file" not in runner.parser(runs_others).format_help()
+
+
+def test_a_stage_that_runs_others_gets_the_params_file():
+    line = runner.invoke(runs_others, ["--params", str(PARAMS), "--data", "d"])
+    assert line == f"test_runner: d with {PARAMS}"
+
+
+def test_params_are_checked_before_the_stage_runs(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text(PARAMS.read_text().replace("epochs: 50", "epoch: 50"))
+    with pytest.raises(params.ParamsError, match=r"unknown key 'train\.epoch'"):
+        runner.invoke(example, ["--params", str(bad), "--data", "d"])
+
+
+def test_the_trace_holds_the_keys_read_and_the_modules_loaded(tmp_path, monkeypatch):
+    trace = tmp_path / "trace.jsonl"
+    monkeypatch.setenv(instrument.TRACE_ENV, str(trace))
+    runner.invoke(example, ["--params", str(PARAMS), "--data", "d"])
+    (line,) = [json.loads(text) for text in trace.read_text().splitlines()]
+    assert line["stage"] == "test_runner"
+    assert line["params"] == ["base.seed", "train.epochs"]
+    assert "src/blastcell/runner.py" in line["modules"]
+    assert line["peak_rss_mb"] > 0
+
+
+def test_recorded_params_note_reads_properties_and_what_goes_to_another_process():
+    reads: set[str] = set()
+    recorded = instrument.Recorded(params.load(PARAMS), reads)
+    assert recorded.cv.seeds == tuple(range(1, 11))  # a property: the field it reads counts
+    assert reads == {"cv.splits"}
+    sent = pickle.loads(pickle.dumps(recorded.augment))  # a worker may read any of them
+    assert isinstance(sent, params.AugmentParams)
+    assert {f"augment.{name}" for name in params.AugmentParams.model_fields} <= reads
+    assert len(recorded.model.blocks) == 5
+    assert "model.blocks" in reads
+    assert "model.dropout" not in reads
+    with pytest.raises(AttributeError, match="read-only"):
+        recorded.train.epochs = 3
