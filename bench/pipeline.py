@@ -212,7 +212,7 @@ def inference(repo: Repo, quick: bool) -> dict[str, float]:
 
     from blastcell import images, ingest, predict
 
-    model, _ = predict.load(repo.path / "models/model.keras", repo.path / "models/classes.json")
+    model, _, _ = predict.load(repo.path / "models/model.keras", repo.path / "models/classes.json")
     size = int(model.input_shape[1])
     folder = repo.path / "data/synthetic"
     files = ingest.find_images(folder)

@@ -1,14 +1,19 @@
-"""Stage audit: the leakage audit, each test image's nearest training image.
+"""Stage audit: the leakage audit, which test images are copies of a training image.
 
-Params: audit.*, and augment.fill_mode and augment.cval (the constant fill that augmentation
-pads copies with is left out of the comparison). Input: the prepare stage's folder (the test and
-train shards, streamed, and the tables that name each image and its source cell).
-Outputs: a JSON report (test images; near-duplicates, those whose nearest training image is
-closer than `audit.threshold`, as a count and a fraction; the threshold; the median nearest
-distance; and from the tables, the ground truth on our own data: test images whose nearest
-training image, or any training image, comes from the same source cell), JSON metrics with the
-number of near-duplicates, and a CSV (a DVC plot) with one row per test image: test file,
-nearest training file, distance, near_duplicate, same_source.
+Params: audit.*, and of augment the fill (fill_mode, cval: left out of the comparison) and the
+transforms a copy can have undergone (zoom_range, shear_range, horizontal_flip, vertical_flip).
+Input: the prepare stage's folder (the test and train shards, streamed, and the tables that name
+each image and its source cell).
+Outputs: a JSON report (test images; near-duplicates, those with a training image among their
+`audit.candidates` nearest in colour whose keypoints agree with one affine map, at least
+`audit.min_inliers` pairs and `audit.min_inlier_ratio` of them, as a count and a fraction; those
+params; the median colour distance to the nearest training image and the median best inlier count;
+test images with too few keypoints to verify, fewer than `audit.min_inliers`, as nearly blank ones
+have; and from the tables, the ground truth on our own data: test images whose best match, or any
+training image, comes from the same source cell), JSON metrics with the number of near-duplicates,
+and a CSV (a DVC plot) with one row per test image: test file, its best match in training (verified
+first, then the most inliers, then the nearest in colour), their colour distance, inliers, inlier
+ratio, near_duplicate, same_source.
 """
 
 from pathlib import Path

@@ -15,12 +15,11 @@ from blastcell import prepare, runner
 def run(params, *, input: Path, output: Path, split_seed: int | None = None) -> str:
     """`--split-seed`: the seed of the split (default base.seed); cv/dvc.yaml sets it."""
     seed = params.base.seed if split_seed is None else split_seed
-    counts = prepare.prepare(input, output, params.prepare, seed)
-    by = (
-        "by source cell"
-        if params.prepare.split == "source"
-        else "at random (the seed's leaky protocol)"
-    )
+    counts, grouped = prepare.prepare(input, output, params.prepare, seed)
+    if params.prepare.split == "random":
+        by = "at random (the seed's leaky protocol)"
+    else:
+        by = "by group (data.group_by)" if grouped else "by source cell"
     images = ", ".join(f"{n} {name}" for name, n in counts.items())
     size = params.prepare.image_size
     return f"split {by} with seed {seed}: {images} images at {size} px in {output}"

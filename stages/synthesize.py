@@ -3,13 +3,15 @@
 Params: base.seed, synthesize.* (n_blast, n_not_blast, image_size, difficulty, workers).
 Output (--output): a flat folder of `ImNNN_L.tif` crops (L = 1 blast), rendered and written by
 `synthesize.workers` processes (0 = one per CPU core); the files do not depend on that number.
+A hidden file in it, `.blastcell-synthetic`, says the cells are synthetic: a model trained on
+them records it, and `blastcell predict` warns.
 With --preview, also a PNG grid of the first images of each class.
 """
 
 from pathlib import Path
 
-from blastcell import images, progress, runner, synthesize
-from blastcell.files import atomic_dir, atomic_file
+from blastcell import SYNTHETIC_MARKER, images, progress, runner, synthesize
+from blastcell.files import atomic_dir, atomic_file, write_json
 
 
 def run(params, *, output: Path, preview: Path | None = None) -> str:
@@ -17,6 +19,7 @@ def run(params, *, output: Path, preview: Path | None = None) -> str:
     total = settings.n_blast + settings.n_not_blast
     with atomic_dir(output) as tmp, progress.bar(total, "synthesize") as bar:
         synthesize.write_dataset(tmp, settings, seed, write=images.write, progress=bar.update)
+        write_json(tmp / SYNTHETIC_MARKER, {"generator": "blastcell synthesize", "seed": seed})
         if preview is not None:  # inside, so a failure leaves neither output
             # Imported here: the workers re-run this script's imports, and need no matplotlib.
             from blastcell import figures

@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
 
 
-def data_params(on_bad_image: str = "error") -> DataParams:
-    return DataParams(dir="unused", on_bad_image=on_bad_image, max_image_pixels=10_000_000)
+def data_params(on_bad_image: str = "error", group_by: str | None = None) -> DataParams:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]
+    return DataParams(**{**raw, "on_bad_image": on_bad_image, "group_by": group_by})
 
 
 def augment_params(**overrides: object) -> AugmentParams:
@@ -54,17 +55,20 @@ def test_writes_every_source_and_its_copies_with_the_index(tmp_path, all_idb):
     assert result.classes == ("not_blast", "blast")
     assert result.files == 7 * 3
     assert result.report.metrics()["duplicates"] == 1
-    classes, records = augmented.read_index(tmp_path / "out")
+    classes, records, source = augmented.read_index(tmp_path / "out")
     assert classes == ["not_blast", "blast"]
     expected = [
-        augmented.Record(f"Im{i:03d}_{int(i <= 4)}_{k}.png", source, int(i <= 4), k)
-        for i, source in [(i, f"Im{i:03d}_{int(i <= 4)}.tif") for i in range(1, 7)]
+        augmented.Record(f"Im{i:03d}_{int(i <= 4)}_{k}.png", first, first, int(i <= 4), k)
+        for i, first in [(i, f"Im{i:03d}_{int(i <= 4)}.tif") for i in range(1, 7)]
         + [(7, "Im006_0.tif")]  # a duplicate shares its first copy's source
         for k in range(3)
     ]
     assert records == expected
+    assert (source.images, source.synthetic, source.square) == (7, False, "stretch")
+    assert source.data_dir == str(all_idb)
     written = files(tmp_path / "out")
-    assert sorted(written) == sorted([r.file for r in records] + ["classes.json", "index.csv"])
+    indexes = ["classes.json", "index.csv", "source.json"]
+    assert sorted(written) == sorted([r.file for r in records] + indexes)
     for i in (1, 5):  # the original as copy 0, then the copies from the source's own stream
         key = f"Im{i:03d}_{int(i <= 4)}.tif"
         original = images.read(all_idb / key)
@@ -87,7 +91,7 @@ def test_output_is_byte_identical_for_any_number_of_workers(tmp_path, all_idb):
             (kept.key, kept.label, [a.tobytes() for a in kept.images]) for kept in result.kept
         ]
         outputs[workers] += (previews,)
-    assert len(outputs[1][0]) == 7 * 3 + 2
+    assert len(outputs[1][0]) == 7 * 3 + 3  # and index.csv, classes.json, source.json
     assert outputs[2] == outputs[1]
 
 
@@ -120,7 +124,7 @@ def test_class_folders_give_stems_with_the_folder(tmp_path):
         (data / path).parent.mkdir(parents=True, exist_ok=True)
         images.write(data / path, random_image(rng))
     result = augment.augment(data, tmp_path / "out", data_params(), augment_params(), SEED)
-    classes, records = augmented.read_index(tmp_path / "out")
+    classes, records, _ = augmented.read_index(tmp_path / "out")
     assert classes == ["blast", "normal"]
     assert result.classes == ("blast", "normal")
     assert [(r.file, r.source, r.label) for r in records if r.copy == 0] == [
@@ -173,9 +177,41 @@ def test_a_skipped_file_is_reported_and_not_written(tmp_path, all_idb):
         all_idb, tmp_path / "out", data_params("skip"), augment_params(copies=0), SEED
     )
     assert result.report.metrics()["skipped"] == 1
-    _, records = augmented.read_index(tmp_path / "out")
+    _, records, _ = augmented.read_index(tmp_path / "out")
     assert [r.file for r in records] == [f"Im{i:03d}_{int(i <= 4)}_0.png" for i in range(1, 8)]
     assert result.files == 7
     fig = augment.preview(result)
     assert [ax.get_title() for ax in fig.axes[:1]] == ["original"]
     pyplot.close(fig)
+
+
+def test_group_by_names_each_images_patient_and_refuses_a_path_it_cannot_match(tmp_path):
+    folder = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for name in ["blast/P01_a.png", "blast/P01_b.png", "normal/P02_a.png", "normal/x.png"]:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        images.write(folder / name, random_image(rng))
+    pattern = r"/(P\d+)_"
+    with pytest.raises(DataError, match=r"x\.png: data\.group_by '/\(P\\d\+\)_' finds no group"):
+        augment.augment(
+            folder, tmp_path / "out", data_params(group_by=pattern), augment_params(), 1
+        )
+    assert not (tmp_path / "out").exists()
+    (folder / "normal/x.png").rename(folder / "normal/P03_x.png")
+    augment.augment(folder, tmp_path / "out", data_params(group_by=pattern), augment_params(), 1)
+    _, records, _ = augmented.read_index(tmp_path / "out")
+    assert {r.source: r.group for r in records} == {
+        "blast/P01_a.png": "P01",
+        "blast/P01_b.png": "P01",
+        "normal/P02_a.png": "P02",
+        "normal/P03_x.png": "P03",
+    }
+
+
+def test_the_synthetic_marker_is_recorded(all_idb, tmp_path):
+    from blastcell import SYNTHETIC_MARKER
+
+    (all_idb / SYNTHETIC_MARKER).write_text("{}")  # hidden: not an image of the data set
+    result = augment.augment(all_idb, tmp_path / "out", data_params(), augment_params(), SEED)
+    assert result.report.metrics()["images"] == 7
+    assert augmented.read_index(tmp_path / "out")[2].synthetic

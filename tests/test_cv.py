@@ -16,7 +16,7 @@ def _reports(accuracy, near=0, auc=0.9):
         "evaluate": {"test_images": 10, "accuracy": accuracy, "roc_auc": auc, "ece": 0.05,
                      "sensitivity": 0.8, "specificity": 1.0, "ci95": {"accuracy": {"low": 0}}},
         "train": {"best_epoch": 7, "val_loss": 0.3},
-        "audit": {"near_duplicates": near, "median_distance": 0.16, "threshold": 0.06},
+        "audit": {"near_duplicates": near, "median_distance": 0.16, "min_inliers": 25},
     }  # fmt: skip
 
 

@@ -6,13 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from blastcell import prepared
+from blastcell import augmented, prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -35,7 +36,8 @@ def _prepared(folder: Path, size: int) -> None:
     for split, n in counts.items():
         images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
         prepared.write_shards(folder, split, zip(images, np.arange(n) % 2, strict=True), n, 10)
-    prepared.write_spec(folder, size, ["not_blast", "blast"], counts)
+    source = augmented.Source("data/random", False, "0" * 64, 40, "stretch")
+    prepared.write_spec(folder, size, ["not_blast", "blast"], counts, asdict(source))
 
 
 def test_two_workers_train_to_completion_and_only_the_chief_writes(tmp_path):

@@ -204,7 +204,8 @@ def write_prepared(folder: Path, bright: list[bool], labels: list[int], classes:
     ]
     folder.mkdir()
     rows = [
-        prepared.Entry(f"img{i:02d}_0.png", f"img{i:02d}.tif", y) for i, y in enumerate(labels)
+        prepared.Entry(f"img{i:02d}_0.png", f"img{i:02d}.tif", f"img{i:02d}.tif", y)
+        for i, y in enumerate(labels)
     ]
     pixels = dict(zip(rows, images, strict=True))
     prepared.write(folder, {"test": rows}, classes, SIZE, 5, pixels.__getitem__)

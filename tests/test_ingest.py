@@ -5,10 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
+from PIL import Image, ImageFile
 
-from blastcell import ingest
+from blastcell import ingest, params
 from blastcell.files import DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = params.load(ROOT / "params.yaml").data
 
 
 def _pixels(seed: int, size: int = 24) -> np.ndarray:
@@ -21,11 +24,12 @@ def _save(path: Path, seed: int = 0, mode: str = "RGB") -> Path:
     return path
 
 
-def _read(folder: Path, on_bad_image: str = "error", max_pixels: int = 10**7):
+def _read(folder: Path, on_bad_image: str = "error", **data):
+    """List and load a data folder with params.yaml's data section, changed by `data`."""
     listing = ingest.list_dataset(folder)
     report = ingest.Report(listing.classes)
-    loaded = list(ingest.load(listing, report, on_bad_image=on_bad_image, max_pixels=max_pixels))
-    return listing, report, loaded
+    settings = DATA.model_copy(update={"on_bad_image": on_bad_image, **data})
+    return listing, report, list(ingest.load(listing, report, settings))
 
 
 def test_all_idb_flat_layout_ignores_hidden_and_system_files(tmp_path):
@@ -115,7 +119,7 @@ def test_flat_folder_with_one_class_or_bad_names(tmp_path):
         ("a.png", "L", "grayscale to RGB"),
         ("a.jpg", "L", "grayscale to RGB"),
         ("a.png", "RGBA", "alpha composited over white"),
-        ("a.png", "P", ""),  # palette images decode to RGB
+        ("a.png", "P", "palette to RGB"),
         ("a.png", "I;16", "16-bit to 8-bit; grayscale to RGB"),
     ],
 )
@@ -128,7 +132,7 @@ def test_formats_and_modes_become_8_bit_rgb_with_a_note(tmp_path, name, mode, no
 
 
 def test_16_bit_rgb_tiff_and_alpha_values(tmp_path):
-    wide = np.full((4, 4, 3), 65535, np.uint16)
+    wide = np.full((16, 16, 3), 65535, np.uint16)
     tifffile.imwrite(tmp_path / "a.tif", wide)
     pixels, note = ingest.decode(tmp_path / "a.tif")
     assert note == "16-bit to 8-bit"
@@ -187,8 +191,8 @@ def test_duplicates_are_reported_and_grouped_and_cross_class_copies_refused(tmp_
     _save(tmp_path / "normal" / "b.png", 2)
     _, report, loaded = _read(tmp_path)
     assert report.metrics()["duplicates"] == 1
-    groups = {img.key: img.group for img in loaded}
-    assert groups["blast/copy_of_a.png"] == "blast/a.png" == groups["blast/a.png"]
+    sources = {img.key: img.source for img in loaded}
+    assert sources["blast/copy_of_a.png"] == "blast/a.png" == sources["blast/a.png"]
     _save(tmp_path / "normal" / "also_a.png", 1)
     with pytest.raises(DataError, match=r"also_a.png and .*a.png hold the same pixels"):
         _read(tmp_path)
@@ -198,12 +202,12 @@ def test_oversized_images_are_refused_before_decoding(tmp_path, monkeypatch):
     _save(tmp_path / "Im001_1.png", 1)
     _save(tmp_path / "Im002_0.png", 2)
 
-    def never(path):
-        raise AssertionError(f"decoded {path}")
+    def never(image):
+        raise AssertionError(f"decoded {image}")
 
-    monkeypatch.setattr(ingest, "decode", never)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", never)  # a decode would name "decoded"
     with pytest.raises(ingest.BadImage, match=r"24x24 pixels is over data.max_image_pixels=500"):
-        _read(tmp_path, max_pixels=500)
+        _read(tmp_path, max_image_pixels=500)
 
 
 def test_links_leaving_the_folder_are_refused(tmp_path):
@@ -217,3 +221,59 @@ def test_links_leaving_the_folder_are_refused(tmp_path):
     (data / "blast" / "outside.png").symlink_to(outside)
     with pytest.raises(ingest.BadImage, match=r"outside.png: a link to .*outside the data folder"):
         _read(data)
+
+
+def test_params_yaml_defaults_are_ingests_constants():
+    # blastcell predict's --max-image-pixels and --min-image-side default to these
+    assert DATA.max_image_pixels == ingest.MAX_IMAGE_PIXELS == 40_000_000
+    assert DATA.min_image_side == ingest.MIN_IMAGE_SIDE == 16
+    assert DATA.square == ingest.SQUARE == "stretch"
+
+
+def test_symlink_loops_are_named_or_skipped(tmp_path):
+    _save(tmp_path / "blast" / "a.png", 1)
+    _save(tmp_path / "normal" / "b.png", 2)
+    loop = tmp_path / "normal" / "loop.png"
+    loop.symlink_to(loop)
+    with pytest.raises(ingest.BadImage, match=r"loop.png: cannot resolve link: "):
+        _read(tmp_path)
+    _, report, loaded = _read(tmp_path, on_bad_image="skip")
+    assert [img.key for img in loaded] == ["blast/a.png", "normal/b.png"]
+    (row,) = [r for r in report.manifest() if r[2] == "skipped"]
+    assert row[0] == "normal/loop.png"
+    assert row[-1].startswith("cannot resolve link: ")
+
+
+def test_degenerate_images_are_skipped_and_squaring_is_in_the_manifest(tmp_path):
+    _save(tmp_path / "blast" / "a.png", 1)
+    Image.new("RGB", (1, 1)).save(tmp_path / "blast" / "dot.png")
+    Image.new("RGB", (10000, 10)).save(tmp_path / "blast" / "strip.png")
+    (tmp_path / "normal").mkdir()
+    Image.fromarray(_pixels(2)[:, :16]).save(tmp_path / "normal" / "narrow.png")
+    with pytest.raises(ingest.BadImage, match=r"dot.png: 1x1 pixels has a side under data.min"):
+        _read(tmp_path)
+    _, report, loaded = _read(tmp_path, on_bad_image="skip", square="center_crop")
+    assert [img.pixels.shape for img in loaded] == [(24, 24, 3), (16, 16, 3)]
+    rows = {row[0]: row for row in report.manifest()}
+    assert rows["blast/dot.png"][2] == "skipped"
+    assert rows["blast/strip.png"][-1] == (
+        "10000x10 pixels has a side under data.min_image_side=16; refused before decoding"
+    )
+    assert rows["normal/narrow.png"][3:5] == [16, 16]
+    assert rows["normal/narrow.png"][-1] == "cropped 16x24 to the centre 16x16"
+    assert report.metrics()["converted"] == 1
+    _, report, loaded = _read(tmp_path, on_bad_image="skip", min_image_side=1)
+    assert {img.key: img.pixels.shape for img in loaded}["blast/strip.png"] == (10, 10000, 3)
+    rows = {row[0]: row for row in report.manifest()}
+    assert rows["blast/strip.png"][-1] == "aspect ratio 10000:10, stretched to a square by prepare"
+    assert rows["normal/narrow.png"][-1] == ""  # stretch, 24:16 is no extreme
+
+
+def test_a_relative_data_folder_with_a_link_inside_it(tmp_path, monkeypatch):
+    _save(tmp_path / "data" / "blast" / "a.png", 1)
+    _save(tmp_path / "data" / "normal" / "b.png", 2)
+    (tmp_path / "data" / "normal" / "c.png").symlink_to(Path("..", "normal", "b.png"))
+    monkeypatch.chdir(tmp_path)
+    _, report, loaded = _read(Path("data"))
+    assert [img.key for img in loaded] == ["blast/a.png", "normal/b.png", "normal/c.png"]
+    assert report.metrics()["duplicates"] == 1

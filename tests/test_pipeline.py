@@ -6,8 +6,11 @@ that metrics and plots compare across git branches, that DVC's run-cache restore
 that a params typo stops the pipeline before it touches any output.
 """
 
+import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,8 @@ from dvc_repo import (
     set_params,
     status,
 )
+
+from blastcell import evaluate
 
 DATA_STAGES = ["validate", "synthesize", "augment", "prepare"]
 
@@ -97,7 +102,7 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
             ["augment", "prepare", "audit", "train", "evaluate", "explain"],
         ),
         ({"prepare__image_size": 40}, ["prepare", "audit", "train", "evaluate", "explain"]),
-        ({"audit__threshold": 0.2}, ["audit"]),
+        ({"audit__min_inliers": 30}, ["audit"]),
         ({"model__dropout": 0.25}, ["train", "evaluate", "explain"]),
         ({"train__learning_rate": 0.001}, ["train", "evaluate", "explain"]),
         ({"evaluate__batch_size": 8}, ["evaluate"]),
@@ -177,7 +182,7 @@ def test_metrics_and_plots_compare_across_branches(repo):
         "Precision-recall curve (test)",
         "Reliability diagram (test)",
         "Images per class (used)",
-        "Leakage audit, distance from each test image to its nearest training image",
+        "Leakage audit, each test image's best match in training",
         "confusion_matrix.png",
         "confusion_matrix_normalised.png",
         "preview.png",
@@ -245,3 +250,48 @@ def test_a_dvc_added_all_idb2_folder_with_a_bad_file_skipped(repo):
     assert "skipped" in dvc(repo, "metrics", "show", "reports/data.json")
     classes = (repo / "plots/augment/classes.csv").read_text().splitlines()
     assert classes == ["class,images,skipped", "not_blast,12,0", "blast,12,1"]
+
+
+def test_an_external_test_set_runs_only_its_own_stage(repo):
+    """Last in this module: it leaves an external set in params.yaml."""
+    learned = json.loads((repo / "models/training_data.json").read_text())
+    assert learned["synthetic"] is True  # the embedded cells, or a copy of them
+    assert learned["classes"] == ["not_blast", "blast"]
+    assert (
+        learned["manifest_sha256"]
+        == hashlib.sha256((repo / "reports/data_manifest.csv").read_bytes()).hexdigest()
+    )
+    assert repro(repo) == []
+    lab_b = repo / "data" / "lab_b"
+    lab_b.mkdir()
+    for name in ["Im001_1", "Im002_1", "Im003_1", "Im013_0", "Im014_0", "Im015_0"]:
+        shutil.copy(repo / "data" / "synthetic" / f"{name}.tif", lab_b / f"{name}.tif")
+    set_params(repo, external__lab_b="data/lab_b")
+    assert repro(repo) == ["validate", "external@lab_b"]
+    headline = json.loads((repo / "metrics/external/lab_b.json").read_text())
+    assert list(headline) == [k for k in evaluate.HEADLINE if k in headline]
+    assert {"accuracy", "sensitivity", "specificity"} <= set(headline)
+    report = json.loads((repo / "reports/external/lab_b.json").read_text())
+    assert report["test_images"] == 6
+    assert "metrics/external/lab_b.json" in dvc(repo, "metrics", "show")
+    assert repro(repo) == []
+    declared = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["external"]["do"]
+    (used,) = [
+        json.loads(line)
+        for line in (repo.path.parent / "trace.jsonl").read_text().splitlines()
+        if json.loads(line)["stage"] == "external"
+    ]
+    assert set(declared["params"]) == set(used["params"])
+    assert {d for d in declared["deps"] if d.startswith("src/")} == set(used["modules"])
+
+    lab_c = repo / "data" / "lab_c"
+    for name in ("blast", "mystery"):
+        (lab_c / name).mkdir(parents=True)
+        shutil.copy(lab_b / "Im001_1.tif", lab_c / name / "a.tif")
+    set_params(repo, external__lab_c="data/lab_c")
+    failed = subprocess.run(
+        [sys.executable, "-m", "dvc", "repro"], cwd=repo.path, env=repo.env,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert failed.returncode != 0
+    assert "class 'mystery' is not one the model was trained on" in failed.stdout + failed.stderr

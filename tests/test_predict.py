@@ -268,3 +268,79 @@ def test_a_progress_bar_is_drawn_on_a_terminal_only(tmp_path, model_dir, monkeyp
     assert "\rpredict:   0%|" in drawn
     assert "/3 [" in drawn  # counts images out of 3
     assert drawn.endswith("\r")  # and clears its line when done
+
+
+def test_size_limits_and_squaring_as_the_augment_stage(tmp_path, model_dir, net, monkeypatch):
+    images_dir = tmp_path / "in"
+    wide = _save(images_dir / "wide.png", 1)  # 48 x 40
+    tiny = images_dir / "tiny.png"
+    Image.new("RGB", (10, 12)).save(tiny)
+    loop = images_dir / "loop.png"
+    loop.symlink_to(loop)
+    seen = {}
+    real = predict.predict
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "predict", spy)
+    out = tmp_path / "out.csv"
+    args = ["predict", str(images_dir), str(loop), "--model", str(model_dir / "model.keras")]
+    assert cli_main([*args, "--output", str(out), "--max-image-pixels", "1919"]) == 1
+    data = params.load(ROOT / "params.yaml").data  # the defaults are the augment stage's
+    assert seen["decoding"] == predict.Decoding(1919, data.min_image_side, data.square)
+    rows = [(row["path"], row["status"], row["message"]) for row in _read_csv(out)]
+    assert rows == [
+        (str(loop), "error", "cannot read image: Too many levels of symbolic links"),
+        (str(tiny), "error", "10x12 pixels has a side under --min-image-side=16; "
+                             "refused before decoding"),
+        (str(wide), "error", "48x40 pixels is over --max-image-pixels=1919; "
+                             "refused before decoding"),
+        (str(loop), "error", "a link to nothing (broken, or a loop)"),
+    ]  # fmt: skip
+
+    args = ["predict", str(wide), "--model", str(model_dir / "model.keras")]
+    assert cli_main([*args, "--output", str(out), "--square", "pad"]) == 0
+    assert seen["decoding"] == predict.Decoding(data.max_image_pixels, 16, "pad")
+    padded = images.square(ingest.decode(wide)[0], "pad")
+    assert padded.shape == (48, 48, 3)
+    (row,) = _read_csv(out)
+    expected = net.predict(images.resize(padded, SIZE)[np.newaxis], verbose=0)[0]
+    got = [float(row[f"probability_{c}"]) for c in CLASSES]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_model_trained_on_synthetic_cells_comes_with_a_warning(tmp_path, model_dir, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("model.keras", "classes.json"):
+        (folder / name).write_bytes((model_dir / name).read_bytes())
+    image = _save(tmp_path / "wide.png", 3)  # 48x40: square as the model was trained
+    args = ["predict", str(image), "--model", str(folder / "model.keras")]
+    args += ["--output", str(tmp_path / "p.csv")]
+    assert cli_main(args) == 0
+    assert "does not say what it was trained on" in capsys.readouterr().err
+
+    learned = model.TrainingData(
+        "data/synthetic", True, "0" * 64, 260, "center_crop", CLASSES, SIZE, 840, 200
+    )
+    (folder / model.TRAINING_DATA).write_text(json.dumps(learned.__dict__))
+    assert cli_main(args) == 0
+    err = capsys.readouterr().err
+    assert "trained only on the embedded synthetic cells (data/synthetic)" in err
+    assert "not a classifier for real blood smears" in err
+    net = model.load(folder / "model.keras")
+    cropped = images.resize(images.square(_pixels(3), "center_crop"), SIZE)
+    expected = predict.probabilities(net, cropped[np.newaxis])[0]
+    with (tmp_path / "p.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    got = [float(row[f"probability_{c}"]) for c in CLASSES]
+    np.testing.assert_allclose(got, expected, atol=1e-6)  # center_crop, as it was trained
+
+    learned = model.TrainingData(
+        "data/ALL_IDB2", False, "0" * 64, 260, "stretch", CLASSES, 32, 8, 2
+    )
+    (folder / model.TRAINING_DATA).write_text(json.dumps(learned.__dict__))
+    assert cli_main(args) == 0
+    assert "warning" not in capsys.readouterr().err

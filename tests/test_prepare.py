@@ -1,6 +1,7 @@
 """The prepare stage's split: by source cell (no leakage) or the seed's leaky random split."""
 
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,13 @@ def _records(n_per_class: int, copies: int) -> list[Record]:
     for label in (0, 1):
         for i in range(n_per_class):
             src = f"Im{label * n_per_class + i:03d}_{label}.tif"
-            rows += [Record(f"{src}_{k}.png", src, label, k) for k in range(copies + 1)]
+            rows += [Record(f"{src}_{k}.png", src, src, label, k) for k in range(copies + 1)]
     return rows
 
 
 def test_source_split_keeps_every_copy_of_a_cell_on_one_side():
     records = _records(40, 4)
-    parts = prepare.split_by_source(records, DEFAULT_CLASSES, 0.2, 0.15, np.random.default_rng(0))
+    parts = prepare.split_by_group(records, DEFAULT_CLASSES, 0.2, 0.15, np.random.default_rng(0))
     sides = {name: {r.source for r in rows} for name, rows in parts.items()}
     assert not sides["train"] & sides["val"]
     assert not sides["train"] & sides["test"]
@@ -39,16 +40,16 @@ def test_source_split_keeps_every_copy_of_a_cell_on_one_side():
 
 def test_source_split_is_deterministic_and_seed_dependent():
     records = _records(20, 2)
-    a = prepare.split_by_source(records, DEFAULT_CLASSES, 0.2, 0.2, np.random.default_rng(1))
-    b = prepare.split_by_source(records, DEFAULT_CLASSES, 0.2, 0.2, np.random.default_rng(1))
-    c = prepare.split_by_source(records, DEFAULT_CLASSES, 0.2, 0.2, np.random.default_rng(2))
+    a = prepare.split_by_group(records, DEFAULT_CLASSES, 0.2, 0.2, np.random.default_rng(1))
+    b = prepare.split_by_group(records, DEFAULT_CLASSES, 0.2, 0.2, np.random.default_rng(1))
+    c = prepare.split_by_group(records, DEFAULT_CLASSES, 0.2, 0.2, np.random.default_rng(2))
     assert a == b
     assert a != c
 
 
 def test_too_few_sources_says_how_many_are_needed():
     with pytest.raises(DataError, match=r"class 'not_blast' has 2 source images.*at least 4 "):
-        prepare.split_by_source(
+        prepare.split_by_group(
             _records(2, 1), DEFAULT_CLASSES, 0.2, 0.15, np.random.default_rng(0)
         )
 
@@ -69,12 +70,15 @@ def test_prepare_writes_the_prepared_folder_from_the_augmented_one(tmp_path):
     rng = np.random.default_rng(0)
     for r in records:
         images.write(source / r.file, rng.integers(0, 256, (20, 20, 3), np.uint8))
-    augmented.write_index(source, DEFAULT_CLASSES, records)
+    origin = augmented.Source("data", False, "0" * 64, 20, "stretch")
+    augmented.write_index(source, DEFAULT_CLASSES, records, origin)
     settings = params.load(ROOT / "params.yaml", ["prepare.image_size=16"]).prepare
-    counts = prepare.prepare(source, target, settings, seed=3)
+    counts, grouped = prepare.prepare(source, target, settings, seed=3)
+    assert not grouped
     assert counts == {"train": 24, "val": 8, "test": 4}  # 6, 2, 2 sources a class; 1 copy
     spec = prepared.read_spec(target)
     assert (spec.image_size, spec.classes, spec.images) == (16, list(DEFAULT_CLASSES), counts)
+    assert spec.source == asdict(origin)  # carried on to the model
     test = prepared.read_table(target, "test")
     assert [e.file for e in test] == [r.file for r in prepare.split(
         records, DEFAULT_CLASSES, settings, 3)["test"]]  # fmt: skip
@@ -89,3 +93,46 @@ def test_prepare_writes_the_prepared_folder_from_the_augmented_one(tmp_path):
 def test_an_augmented_folder_without_its_index_is_named(tmp_path):
     with pytest.raises(DataError, match=r"index.csv is missing: .* is not an augmented folder"):
         augmented.read_index(tmp_path)
+
+
+def _patients(n_patients: int, cells: int, copies: int = 1) -> list[Record]:
+    """Patient p's cells are all of class p % 2, P000_c0.tif ...: several cells per group."""
+    rows = []
+    for p in range(n_patients):
+        for c in range(cells):
+            src = f"P{p:03d}_c{c}.tif"
+            rows += [
+                Record(f"{src}_{k}.png", src, f"P{p:03d}", p % 2, k) for k in range(copies + 1)
+            ]
+    return rows
+
+
+def test_a_group_split_keeps_every_image_of_a_patient_on_one_side():
+    records = _patients(20, cells=3)
+    parts = prepare.split_by_group(records, DEFAULT_CLASSES, 0.2, 0.2, np.random.default_rng(0))
+    sides = {name: {r.group for r in rows} for name, rows in parts.items()}
+    assert not sides["train"] & sides["val"]
+    assert not sides["train"] & sides["test"]
+    assert not sides["val"] & sides["test"]
+    assert [len(sides[name]) for name in ("train", "val", "test")] == [12, 4, 4]  # 6, 2, 2 a class
+    assert len(parts["test"]) == 4 * 3  # every cell of the 4 test patients, originals only
+    assert {r.label for r in parts["test"]} == {0, 1}
+
+
+def test_a_patient_with_both_classes_counts_for_its_majority():
+    records = _patients(12, cells=2)
+    mixed = [Record(f"P000_x{k}.png", "P000_x.tif", "P000", 1, k) for k in range(2)]
+    parts = prepare.split_by_group(
+        [*records, *mixed], DEFAULT_CLASSES, 0.2, 0.2, np.random.default_rng(3)
+    )
+    side = next(name for name, rows in parts.items() if any(r.group == "P000" for r in rows))
+    assert {r.source for r in parts[side] if r.group == "P000"} >= {"P000_c0.tif", "P000_x.tif"}
+
+
+def test_too_few_groups_are_named():
+    with pytest.raises(
+        DataError, match=r"class 'not_blast' has 2 groups \(data.group_by\).*at least"
+    ):
+        prepare.split_by_group(
+            _patients(4, cells=4), DEFAULT_CLASSES, 0.2, 0.2, np.random.default_rng(0)
+        )

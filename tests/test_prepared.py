@@ -84,7 +84,7 @@ def test_spec_round_trip(tmp_path):
 
 
 def test_write_and_read_tables(tmp_path):
-    rows = [prepared.Entry(f"f{i}.png", f"s{i // 2}", i % 2) for i in range(6)]
+    rows = [prepared.Entry(f"f{i}.png", f"s{i // 2}", f"g{i // 4}", i % 2) for i in range(6)]
     splits = {"train": rows[:4], "val": rows[4:], "test": rows[4:]}
     written = []
 
@@ -100,9 +100,9 @@ def test_write_and_read_tables(tmp_path):
     assert x[:, 0, 0, 0].tolist() == [4, 5]
     assert y.tolist() == [0, 1]
 
-    (tmp_path / "test.csv").write_text("file,source,class\nf4.png,s2,a\n")
+    (tmp_path / "test.csv").write_text("file,source,group,class\nf4.png,s2,g1,a\n")
     with pytest.raises(DataError, match=r"test.csv lists 1 images, .*spec.json says 2"):
         prepared.read_table(tmp_path, "test")
-    (tmp_path / "val.csv").write_text("file,source,class\nf4.png,s2,a\nf5.png,s2,c\n")
+    (tmp_path / "val.csv").write_text("file,source,group,class\nf4.png,s2,g1,a\nf5.png,s2,g1,c\n")
     with pytest.raises(DataError, match=r"val.csv: class 'c' is not in"):
         prepared.read_table(tmp_path, "val")

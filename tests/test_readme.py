@@ -115,3 +115,18 @@ def test_the_exp_show_examples_show_the_metrics_in_dvcs_order():
     assert not [c for c in only if "/" in c]  # --drop '.*/' takes the hash columns away
     assert only[-1] == "prepare.split"
     assert max(len(line) for line in changed.splitlines()) <= 200
+
+
+def test_the_audit_figures_come_from_the_committed_benchmark():
+    results = json.loads((ROOT / "bench" / "results.json").read_text())
+    source = (
+        f"flagged {results['audit_synthetic_source_flagged_pct']:g} % of test images on the "
+        "synthetic\ncells and "
+        f"{results['audit_photograph_source_flagged_pct']:g} % on crops of a real photograph"
+    )
+    leaked = (
+        f"{results['audit_synthetic_random_copies_flagged_pct']:g} % and "
+        f"{results['audit_photograph_random_copies_flagged_pct']:g} % of the test images"
+    )
+    assert source in README
+    assert leaked in README

@@ -86,7 +86,8 @@ def contents(*folders: Path) -> dict[str, bytes]:
 def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
     aug, prep = run_data_stages(tmp_path, params)
     first = contents(aug, prep)
-    assert sorted((tmp_path / "synthetic").iterdir())[0].name == "Im001_1.tif"
+    names = sorted(p.name for p in (tmp_path / "synthetic").iterdir())
+    assert names[:2] == [".blastcell-synthetic", "Im001_1.tif"]  # the marker: synthetic cells
     assert (tmp_path / "p.png").stat().st_size > 0
     assert len(list(aug.glob("*.png"))) == 24  # 12 originals + 1 copy each
 
@@ -241,3 +242,38 @@ def test_a_tensorflow_stage_starts_quietly(tmp_path, params):
     assert result.stdout.count("\n") == 1  # its one summary line
     assert result.stdout.startswith("audit: ")
     assert json.loads((tmp_path / "a.json").read_text()) == {"near_duplicates": 0}
+
+
+def test_a_multi_patient_set_is_split_by_patient(tmp_path, params):
+    """Eight patients, each with cells of both classes: every patient on one side only."""
+    data = tmp_path / "data"
+    rng = np.random.default_rng(5)
+    for patient in range(8):
+        for cls, n in (("blast", 3), ("normal", 2)):
+            for cell in range(n):
+                name = data / cls / f"P{patient:02d}_{cls}{cell}.png"
+                name.parent.mkdir(parents=True, exist_ok=True)
+                images.write(name, rng.integers(0, 256, (24, 24, 3), np.uint8))
+    _edit(params, "data", "group_by", r"/(P\d+)_")
+    _edit(params, "prepare", "test_fraction", 0.25)
+    _edit(params, "prepare", "val_fraction", 0.25)
+    run_stage("augment", ["--params", str(params), *augment_args(data, tmp_path)])
+    manifest = (tmp_path / "manifest.csv").read_text().splitlines()
+    assert manifest[0].split(",")[8] == "group"
+    assert manifest[1].split(",")[8] == "P00"
+    prep = tmp_path / "prepared"
+    line = run_stage(
+        "prepare", ["--params", str(params), "--input", str(tmp_path / "augmented"),
+                    "--output", str(prep)],
+    )  # fmt: skip
+    assert "prepare: split by group (data.group_by) with seed 42" in line
+    groups = {
+        name: {e.group for e in prepared.read_table(prep, name)}
+        for name in ("train", "val", "test")
+    }
+    assert not groups["train"] & groups["test"]
+    assert not groups["train"] & groups["val"]
+    assert not groups["val"] & groups["test"]
+    assert sum(map(len, groups.values())) == 8  # every patient once
+    test = prepared.read_table(prep, "test")
+    assert len(test) == 5 * len(groups["test"])  # all of a test patient's cells, originals only

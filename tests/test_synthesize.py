@@ -17,7 +17,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from blastcell import DEFAULT_CLASSES, images, runner, synthesize
+from blastcell import DEFAULT_CLASSES, SYNTHETIC_MARKER, images, runner, synthesize
 from blastcell.params import SynthesizeParams
 from blastcell.synthesize import (
     CELL_TYPES,
@@ -468,10 +468,11 @@ def test_stage_output_does_not_depend_on_workers(tmp_path):
         assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         outputs[workers] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
         outputs[workers]["preview"] = preview.read_bytes()
-    assert list(outputs[1])[:-1] == [file_name(i, int(i < 6), 12) for i in range(12)]
+    names = [SYNTHETIC_MARKER] + [file_name(i, int(i < 6), 12) for i in range(12)]
+    assert list(outputs[1])[:-1] == names  # the marker: the cells are synthetic
     assert outputs[1] == outputs[2]
     assert not list(tmp_path.glob(".out*"))  # no temporary folder left behind
     # Without --preview, the data set alone.
     args = ["--params", str(params), "--output", str(tmp_path / "alone")]
     runner.invoke(stage.run, args)
-    assert len(list((tmp_path / "alone").iterdir())) == 12
+    assert len(list((tmp_path / "alone").iterdir())) == 12 + 1

@@ -11,3 +11,6 @@ except PackageNotFoundError:  # run from a source tree that was not installed
 # `blast` is the positive class wherever a data set has one.
 DEFAULT_CLASSES = ("not_blast", "blast")
 POSITIVE_CLASS = DEFAULT_CLASSES[1]
+# The synthesize stage leaves this hidden file in the data set it writes: a model trained on it
+# records that it has never seen a real cell, and `blastcell predict` says so.
+SYNTHETIC_MARKER = ".blastcell-synthetic"

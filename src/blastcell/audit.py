@@ -1,40 +1,65 @@
-"""The audit stage, a leakage audit: how close each test image comes to the training set.
+"""The audit stage, a leakage audit: which test images are copies of a training image.
 
-An image is described by its colour distribution: the share of its pixels in each cell of a
-`bins` x `bins` x `bins` grid over RGB, cube-rooted and scaled to unit length. The distance of
-two images is one minus the cosine similarity of their descriptors: 0 for the same colours in
-the same proportions, 1 for no colour in common. A colour distribution does not change when the
-image is flipped, turned by any angle or shifted, and changes little when it is zoomed or sheared
-or loses an edge strip to a shift, which is all the seed's augmentation does; the cube root
-evens out the weight of common and rare colours, so those changes of proportion matter less.
-Pixels of the constant fill that augmentation pads with (and the one-pixel seam where it meets
-the image) are left out, so a padded copy matches its original.
+Augmentation makes several images of one cell (turned, shifted, sheared, zoomed, flipped, padded
+with a constant fill); a split that puts copies of one cell on both sides leaks. The audit finds
+such pairs in two steps, a cheap shortlist and a verification of each pair on it.
 
-A comparison of pixels, aligned, did not separate copies from other cells on the synthetic
-data (16 x 16 thumbnails, even searched over the flips and 24 rotations: for most augmented
-images some other cell came closer than any copy of their own); the colour distribution did
-(see the README, "Leakage audit").
+Shortlist, by colour. An image is described by its colour distribution: the share of its pixels
+in each cell of a `bins` x `bins` x `bins` grid over RGB, cube-rooted and scaled to unit length;
+the distance of two images is one minus the cosine similarity of their descriptors (0: the same
+colours in the same proportions, 1: no colour in common). Geometry barely changes a colour
+distribution, and the fill (with its one-pixel seam) is left out, so a copy lands among the
+`audit.candidates` training images nearest to it in colour. Colour alone cannot say which of them
+is a copy: crops from one lab share stain, light and background, and lie as close in colour as
+copies do.
 
-Descriptors are sparse (an image fills a few hundred of the bins^3 cells); training images are
-streamed in batches and kept as descriptors only, never the images.
+Verification, by geometry. Each image is brought to WORK_SIZE pixels and described by up to
+`audit.keypoints` ORB keypoints (scikit-image: FAST corners over a scale pyramid, each with an
+oriented 256-bit binary descriptor). The keypoints of a test image and of a candidate are paired
+where each is the other's nearest by Hamming distance, and RANSAC fits an affine map to the pairs
+among the maps the augmentation can make between two copies (no mirror; stretched no more than
+zoom and shear allow, `max_stretch`). ORB descriptors are not mirror-invariant, so when the
+augmentation flips, the mirrored test image is matched too. A pair verifies, and the test image is
+a near-duplicate, when at least `audit.min_inliers` pairs, and at least `audit.min_inlier_ratio`
+of them, agree with the map within RESIDUAL pixels: a property of geometric agreement, measured
+at one resolution, that does not depend on the image size or on the colours of a data set
+(`bench/audit_precision.py` measures it; docs/parameters.md, "Leakage audit", has the figures).
+A test image with fewer than `audit.min_inliers` keypoints (a nearly blank one: a copy shifted
+off its cell) cannot verify; the report counts them.
+
+Memory is bounded by the data's descriptors, never its images: the training split is streamed
+twice (colour descriptors, kept; then keypoints of the shortlisted images, used and dropped) and
+the test split once (its colour descriptors and keypoints are kept).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.ndimage
 import scipy.sparse
+from skimage.color import rgb2gray
+from skimage.feature import ORB
 
 from blastcell import prepared
 from blastcell.files import DataError
+from blastcell.images import resize
 from blastcell.params import AuditParams, AugmentParams
 
 FILL_TOLERANCE = 3  # pixel levels: resizing leaves the fill within this of its value
 EXPONENT = 1 / 3
+WORK_SIZE = 128  # pixels: keypoints are found at one resolution, so inlier counts mean the same
+FAST_THRESHOLD = 0.02  # of the grey range; ORB's 0.08 finds few corners in soft or upsampled crops
+SCALES = 4  # pyramid levels 1.2x apart: 1.7x, more than zoom's 1.5x between two copies
+FILL_MARGIN = 4  # pixels: keypoints this near the fill are dropped (its corners are in every copy)
+RESIDUAL = 2.0  # pixels at WORK_SIZE: a pair agrees with a map that takes it within this
+TRIALS = 500  # RANSAC's samples of three pairs, drawn from a fixed seed: the same answer each run
+MIN_AREA = 1.0  # pixels^2: samples of three nearly collinear points are skipped
+STRETCH_SLACK = 1.15  # on the stretch the augmentation allows, for keypoint noise
 
 
 def fill_mask(images: np.ndarray, fill: Sequence[float]) -> np.ndarray:
@@ -46,6 +71,15 @@ def fill_mask(images: np.ndarray, fill: Sequence[float]) -> np.ndarray:
     return scipy.ndimage.binary_dilation(exact, structure=cross)
 
 
+def _check_batch(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+        raise ValueError(
+            f"expected uint8 RGB images (N, H, W, 3), got {images.dtype} {images.shape}"
+        )
+    return images
+
+
 def descriptors(
     images: np.ndarray, bins: int, fill: Sequence[float] | None = None
 ) -> scipy.sparse.csr_array:
@@ -54,11 +88,7 @@ def descriptors(
     With `fill`, pixels of that colour (the augmentation's constant padding) are left out; an
     image with no other pixel gets an all-zero descriptor, at distance 1 from everything.
     """
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
-        raise ValueError(
-            f"expected uint8 RGB images (N, H, W, 3), got {images.dtype} {images.shape}"
-        )
+    images = _check_batch(images)
     level = images.astype(np.int64) * bins // 256
     cell = (level[..., 0] * bins + level[..., 1]) * bins + level[..., 2]
     keep = ~fill_mask(images, fill) if fill is not None else np.ones(cell.shape, bool)
@@ -81,18 +111,18 @@ def descriptors(
     )
 
 
-def nearest(queries, references: Iterable) -> tuple[np.ndarray, np.ndarray]:
-    """Index and distance of each query's nearest reference.
+def shortlist(queries, references: Iterable, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index and distance of each query's `k` nearest references, nearest first.
 
     `queries` (Q, D) and each batch that `references` yields (n, D) are unit descriptors, dense
     arrays or sparse matrices; the references are numbered in order across the batches. The
     distance is 1 - the cosine similarity. Of equal distances the first reference wins, so the
-    answer does not depend on how the references are batched. Returns (index (Q,) int64,
-    distance (Q,) float64); index -1 and distance inf where there were no references.
+    answer does not depend on how the references are batched. Returns (index (Q, k) int64,
+    distance (Q, k) float64); index -1 and distance inf where there are fewer than k references.
     """
     n_queries = queries.shape[0]
-    best = np.full(n_queries, np.inf)
-    index = np.full(n_queries, -1, dtype=np.int64)
+    best = np.full((n_queries, k), np.inf)
+    index = np.full((n_queries, k), -1, dtype=np.int64)
     offset = 0
     for batch in references:
         if batch.ndim != 2 or batch.shape[1] != queries.shape[1]:
@@ -104,41 +134,219 @@ def nearest(queries, references: Iterable) -> tuple[np.ndarray, np.ndarray]:
         similarity = queries @ batch.T
         if scipy.sparse.issparse(similarity):
             similarity = similarity.toarray()
-        distance = 1.0 - np.asarray(similarity, dtype=np.float64)
-        j = distance.argmin(axis=1)
-        d = distance[np.arange(n_queries), j]
-        better = d < best
-        best[better] = d[better]
-        index[better] = offset + j[better]
+        distance = np.concatenate([best, 1.0 - np.asarray(similarity, np.float64)], axis=1)
+        numbers = np.broadcast_to(offset + np.arange(batch.shape[0]), (n_queries, batch.shape[0]))
+        numbers = np.concatenate([index, numbers], axis=1)
+        order = np.argsort(distance, axis=1, kind="stable")[:, :k]  # earlier first among ties
+        best = np.take_along_axis(distance, order, axis=1)
+        index = np.take_along_axis(numbers, order, axis=1)
         offset += batch.shape[0]
     return index, np.maximum(best, 0.0)  # rounding can take a duplicate a hair below 0
 
 
 @dataclass(frozen=True)
-class Nearest:
-    """Each test image's nearest training image (index into the train split) and distance."""
+class Keypoints:
+    """An image's ORB keypoints at WORK_SIZE: positions (n, 2) as (x, y) = (column, row), and
+    their binary descriptors (n, 32), 256 bits packed."""
+
+    xy: np.ndarray
+    bits: np.ndarray
+
+
+NO_KEYPOINTS = Keypoints(np.zeros((0, 2)), np.zeros((0, 32), np.uint8))
+
+
+def keypoints(image: np.ndarray, n: int, fill: Sequence[float] | None = None) -> Keypoints:
+    """Up to `n` ORB keypoints of a uint8 RGB image (H, W, 3), brought to WORK_SIZE pixels; with
+    `fill`, none within FILL_MARGIN pixels of that colour (the augmentation's padding)."""
+    image = resize(_check_batch(image[np.newaxis])[0], WORK_SIZE)
+    orb = ORB(n_keypoints=n, fast_threshold=FAST_THRESHOLD, n_scales=SCALES)
+    try:
+        orb.detect_and_extract(rgb2gray(image))
+    except RuntimeError:  # "ORB found no features": a flat image, nothing to match
+        return NO_KEYPOINTS
+    rows, cols = orb.keypoints.T
+    keep = np.ones(len(rows), bool)
+    if fill is not None:
+        near = scipy.ndimage.binary_dilation(
+            fill_mask(image[np.newaxis], fill)[0], iterations=FILL_MARGIN
+        )
+        keep = ~near[np.rint(rows).astype(int), np.rint(cols).astype(int)]
+    return Keypoints(
+        np.column_stack([cols, rows])[keep], np.packbits(orb.descriptors[keep], axis=1)
+    )
+
+
+def views(image: np.ndarray, augment: AugmentParams) -> list[np.ndarray]:
+    """The image, and mirrored when the augmentation flips (a vertical flip is a mirror turned
+    by 180 degrees): the views of a test image matched against its candidates."""
+    flips = (augment.horizontal_flip, augment.vertical_flip)  # both read: both are declared
+    return [image, image[:, ::-1]] if any(flips) else [image]
+
+
+_M1, _M2, _M4, _ONES = (
+    np.uint64(m)
+    for m in (0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101)
+)
+
+
+def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) bits that differ between packed descriptors a (n, 32) and b (m, 32), uint8."""
+    # Counted 64 bits at a time, in integers: a float matrix product would be faster alone, but
+    # BLAS threads on matrices this small crawl when the cores are busy.
+    x = a.view(np.uint64)[:, np.newaxis, :] ^ b.view(np.uint64)[np.newaxis, :, :]
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return ((x * _ONES) >> np.uint64(56)).sum(axis=2)
+
+
+def match(a: Keypoints, b: Keypoints) -> np.ndarray:
+    """(m, 2) indices of the keypoints of `a` and `b` that are each other's nearest by Hamming
+    distance (of equal distances the first wins)."""
+    if not len(a.bits) or not len(b.bits):
+        return np.zeros((0, 2), np.int64)
+    distance = hamming(a.bits, b.bits)
+    forward, backward = distance.argmin(axis=1), distance.argmin(axis=0)
+    mutual = np.flatnonzero(backward[forward] == np.arange(len(forward)))
+    return np.column_stack([mutual, forward[mutual]])
+
+
+def max_stretch(augment: AugmentParams) -> float:
+    """The largest stretch (singular value of the linear part) of the affine map from one copy of
+    an image to another, with STRETCH_SLACK; its inverse is the smallest. Zoom and shear set it;
+    turns and shifts do not stretch."""
+    shear = np.deg2rad(augment.shear_range)
+    low, high = np.linalg.svd([[1, -np.sin(shear)], [0, np.cos(shear)]], compute_uv=False)[::-1]
+    low, high = low * (1 - augment.zoom_range), high * (1 + augment.zoom_range)
+    return STRETCH_SLACK * high / low if low > 0 else np.inf
+
+
+def fit_affine(
+    src: np.ndarray, dst: np.ndarray, stretch: float, rng: np.random.Generator
+) -> np.ndarray:
+    """RANSAC: which of the pairs (src[i], dst[i]) (m, 2) agree with the affine map that the most
+    of them agree with, within RESIDUAL, among maps that do not mirror and stretch by no more
+    than `stretch` nor less than its inverse; the map is refitted to its inliers. A boolean
+    (m,) mask.
+
+    All TRIALS samples are solved and scored at once, in NumPy (some 40 times faster than
+    `skimage.measure.ransac`'s loop over as many samples).
+    """
+    m = len(src)
+    none = np.zeros(m, bool)
+    if m < 3:
+        return none
+    sample = rng.integers(0, m, (TRIALS, 3))
+    sample = sample[(sample[:, 0] != sample[:, 1]) & (sample[:, 0] != sample[:, 2])]
+    sample = sample[sample[:, 1] != sample[:, 2]]
+    points = np.column_stack([src, np.ones(m)])  # dst ~ points @ map, map (3, 2)
+    corners = points[sample]  # (T, 3, 3)
+    corners_ok = np.abs(np.linalg.det(corners)) >= 2 * MIN_AREA
+    sample, corners = sample[corners_ok], corners[corners_ok]
+    if not len(sample):
+        return none
+    maps = np.linalg.solve(corners, dst[sample])  # (T, 3, 2)
+    linear = maps[:, :2, :]
+    singular = np.linalg.svd(linear, compute_uv=False)  # (T, 2), largest first
+    allowed = (
+        (np.linalg.det(linear) > 0) & (singular[:, 0] <= stretch) & (singular[:, 1] >= 1 / stretch)
+    )
+    if not allowed.any():
+        return none
+    maps = maps[allowed]
+    residual = np.linalg.norm(points @ maps - dst, axis=2)  # (T, m)
+    inliers = residual[(residual < RESIDUAL).sum(axis=1).argmax()] < RESIDUAL
+    for _ in range(3):  # refit to the inliers while that gains some
+        refit = np.linalg.lstsq(points[inliers], dst[inliers], rcond=None)[0]
+        more = np.linalg.norm(points @ refit - dst, axis=1) < RESIDUAL
+        if more.sum() <= inliers.sum():
+            break
+        inliers = more
+    return inliers
+
+
+def agreement(test: Sequence[Keypoints], train: Keypoints, stretch: float) -> tuple[int, int]:
+    """(inliers, pairs) of the best-agreeing view of a test image (see `views`) with a training
+    image: the most inliers, then the fewest pairs."""
+    found = []
+    for view in test:
+        pairs = match(view, train)
+        inliers = fit_affine(
+            view.xy[pairs[:, 0]], train.xy[pairs[:, 1]], stretch, np.random.default_rng(0)
+        )
+        found.append((int(inliers.sum()), len(pairs)))
+    return max(found, key=lambda f: (f[0], -f[1]), default=(0, 0))
+
+
+@dataclass(frozen=True)
+class Found:
+    """Each test image's shortlist, (Q, k) arrays: training index (into the train split; -1
+    where there were fewer than k), colour distance, the verification's inliers and pairs, and
+    whether the pair verified; and (Q,) each test image's keypoints, counted in its richer view."""
 
     index: np.ndarray
     distance: np.ndarray
+    inliers: np.ndarray
+    pairs: np.ndarray
+    verified: np.ndarray
+    keypoint_counts: np.ndarray
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """(Q,) True where a candidate verified: a near-duplicate."""
+        return self.verified.any(axis=1)
+
+    def best(self) -> np.ndarray:
+        """(Q,) the column of each test image's best candidate: verified first, then the most
+        inliers, then the nearest in colour."""
+        shape = self.index.shape
+        columns = np.broadcast_to(np.arange(shape[1]), shape)
+        return np.lexsort((columns, -self.inliers, ~self.verified), axis=1)[:, 0]
 
 
-def nearest_training(
-    folder: Path, bins: int, batch_size: int, fill: Sequence[float] | None = None
-) -> Nearest:
-    """Compare every test image of a prepared folder with every training image.
+def compare(
+    test: Iterable[np.ndarray],
+    train: Callable[[], Iterable[np.ndarray]],
+    params: AuditParams,
+    augment: AugmentParams,
+) -> Found:
+    """Shortlist and verify every test image against the training images.
 
-    Both splits are streamed from their shards `batch_size` images at a time; only the training
-    descriptors are kept.
+    `test` yields batches of uint8 RGB test images (n, H, W, 3); `train()` yields the training
+    images the same way, and is called twice (colour descriptors first, then the keypoints of
+    the shortlisted ones).
     """
-    train = [descriptors(x, bins, fill) for x, _ in prepared.iterate(folder, "train", batch_size)]
-    indices, distances = [], []
-    for x, _ in prepared.iterate(folder, "test", batch_size):
-        i, d = nearest(descriptors(x, bins, fill), train)
-        indices.append(i)
-        distances.append(d)
-    if not indices:
-        return Nearest(np.zeros(0, np.int64), np.zeros(0))
-    return Nearest(np.concatenate(indices), np.concatenate(distances))
+    fill = fill_colour(augment)
+    k = params.candidates
+    colours = [descriptors(x, params.bins, fill) for x in train()]
+    index, distance, test_keypoints = [np.zeros((0, k), np.int64)], [np.zeros((0, k))], []
+    for x in test:
+        i, d = shortlist(descriptors(x, params.bins, fill), colours, k)
+        index.append(i)
+        distance.append(d)
+        test_keypoints += [
+            [keypoints(view, params.keypoints, fill) for view in views(image, augment)]
+            for image in x
+        ]
+    index, distance = np.concatenate(index), np.concatenate(distance)
+    wanted = defaultdict(list)  # training index -> the (test image, column) that shortlist it
+    for q, j in zip(*np.nonzero(index >= 0), strict=True):
+        wanted[int(index[q, j])].append((q, j))
+    inliers, pairs = np.zeros(index.shape, np.int64), np.zeros(index.shape, np.int64)
+    stretch = max_stretch(augment)
+    offset = 0
+    for x in train():
+        for t, image in enumerate(x):
+            if offset + t not in wanted:
+                continue
+            theirs = keypoints(image, params.keypoints, fill)
+            for q, j in wanted[offset + t]:
+                inliers[q, j], pairs[q, j] = agreement(test_keypoints[q], theirs, stretch)
+        offset += len(x)
+    verified = (inliers >= params.min_inliers) & (inliers >= params.min_inlier_ratio * pairs)
+    counts = np.array([max(len(v.xy) for v in shown) for shown in test_keypoints], np.int64)
+    return Found(index, distance, inliers, pairs, verified, counts)
 
 
 def fill_colour(augment: AugmentParams) -> tuple[float, float, float] | None:
@@ -146,7 +354,15 @@ def fill_colour(augment: AugmentParams) -> tuple[float, float, float] | None:
     return (augment.cval,) * 3 if augment.fill_mode == "constant" else None
 
 
-NEAREST_COLUMNS = ["test_file", "train_file", "distance", "near_duplicate", "same_source"]
+NEAREST_COLUMNS = [
+    "test_file",
+    "train_file",
+    "distance",
+    "inliers",
+    "inlier_ratio",
+    "near_duplicate",
+    "same_source",
+]
 
 
 @dataclass(frozen=True)
@@ -160,36 +376,64 @@ class Audit:
         """One line: the near-duplicates found, and what the sources say."""
         r = self.report
         return (
-            f"{r['near_duplicates']} of {r['test_images']} test images have a near-duplicate in "
-            f"training (distance < {r['threshold']}); the sources say {r['source_in_train']} "
-            "share a cell with it"
+            f"{r['near_duplicates']} of {r['test_images']} test images are copies of a training "
+            f"image (of the {r['candidates']} nearest in colour, one with at least "
+            f"{r['min_inliers']} keypoint pairs, {r['min_inlier_ratio']:.0%} of those found, "
+            f"agreeing with one affine map); the sources say {r['source_in_train']} share a cell "
+            f"with training, the groups {r['group_in_train']} a patient"
         )
 
 
 def audit(folder: Path, params: AuditParams, augment: AugmentParams) -> Audit:
-    """Each test image's nearest training image, flagged below `params.threshold`, and, from
-    the prepared folder's tables, the ground truth on our own data: test images whose nearest
-    training image, or any training image, comes from the same source cell."""
+    """Each test image's best match in training, flagged where it verifies, and, from the
+    prepared folder's tables, the ground truth on our own data: test images whose best match,
+    or any training image, comes from the same source cell, and test images whose group
+    (patient, slide or sample: `data.group_by`) also has images in training."""
     test, train = (prepared.read_table(folder, name) for name in ("test", "train"))
     if not train:
         raise DataError(f"{folder / 'train.csv'} lists no images: nothing to compare with")
-    found = nearest_training(folder, params.bins, params.batch_size, fill_colour(augment))
-    rows, flagged, same_nearest = [], 0, 0
-    for entry, i, d in zip(test, found.index, found.distance, strict=True):
-        match = train[i]
-        near, same = bool(d < params.threshold), match.source == entry.source
-        flagged += near
-        same_nearest += same
-        rows.append([entry.file, match.file, f"{d:.6f}", str(near).lower(), str(same).lower()])
-    n = len(test)
+
+    def images_of(split: str) -> Iterable[np.ndarray]:
+        return (x for x, _ in prepared.iterate(folder, split, params.batch_size))
+
+    found = compare(images_of("test"), lambda: images_of("train"), params, augment)
+    if len(found.index) != len(test):
+        raise DataError(
+            f"{folder}: the test shards hold {len(found.index)} images, test.csv {len(test)}"
+        )
+    rows, same_best, best_inliers = [], 0, []
+    for q, (entry, j) in enumerate(zip(test, found.best(), strict=True)):
+        other = train[found.index[q, j]]
+        near, same = bool(found.verified[q, j]), other.source == entry.source
+        inliers, pairs = int(found.inliers[q, j]), int(found.pairs[q, j])
+        same_best += same
+        best_inliers.append(inliers)
+        rows.append(
+            [
+                entry.file,
+                other.file,
+                f"{found.distance[q, j]:.6f}",
+                str(inliers),
+                f"{inliers / pairs if pairs else 0.0:.4f}",
+                str(near).lower(),
+                str(same).lower(),
+            ]
+        )
+    n, flagged = len(test), int(found.flagged.sum())
     train_sources = {entry.source for entry in train}
+    train_groups = {entry.group for entry in train}
     report = {
         "test_images": n,
         "near_duplicates": flagged,
         "near_duplicate_fraction": round(flagged / n, 6) if n else 0.0,
-        "threshold": params.threshold,
-        "median_distance": round(float(np.median(found.distance)), 6) if n else None,
-        "nearest_same_source": same_nearest,
+        "candidates": params.candidates,
+        "min_inliers": params.min_inliers,
+        "min_inlier_ratio": params.min_inlier_ratio,
+        "median_distance": round(float(np.median(found.distance[:, 0])), 6) if n else None,
+        "median_inliers": float(np.median(best_inliers)) if n else None,
+        "too_few_keypoints": int((found.keypoint_counts < params.min_inliers).sum()),
+        "nearest_same_source": same_best,
         "source_in_train": sum(entry.source in train_sources for entry in test),
+        "group_in_train": sum(entry.group in train_groups for entry in test),
     }
     return Audit(rows, report)

@@ -12,6 +12,7 @@ besides (the manifest, the counts, the preview) comes back in a `Result`.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,9 +20,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from blastcell import augmented, images, ingest, parallel, progress
+from blastcell import SYNTHETIC_MARKER, augmented, images, ingest, parallel, progress
 from blastcell.augmented import Record
-from blastcell.files import DataError, atomic_dir
+from blastcell.files import DataError, atomic_dir, csv_text
 from blastcell.params import AugmentParams, DataParams
 from blastcell.transform import augment_image, source_rng
 
@@ -89,7 +90,9 @@ def augment(
     """Read the data set in `input_folder` and write the augmented folder `output_folder`.
 
     Every image (copy 0) and its `settings.copies` copies are written as PNG, with the index
-    (file, source, class, copy; exact duplicates share a source) and the class names.
+    (file, source, group, class, copy; exact duplicates share a source, the images of one
+    patient or slide a group: `data.group_by`), the class names and what the data set is
+    (`augmented.Source`).
     `output_folder` is replaced only if everything succeeds. A bad input file is an error naming
     it, or is skipped with `data.on_bad_image: skip`; two inputs whose outputs would share a
     name (`a.tif` and `a.png`, or `x/y.tif` and `x__y.tif` in one class folder) are an error
@@ -97,9 +100,7 @@ def augment(
     """
     listing = ingest.list_dataset(input_folder)
     report = ingest.Report(listing.classes)
-    loaded = ingest.load(
-        listing, report, on_bad_image=data.on_bad_image, max_pixels=data.max_image_pixels
-    )
+    loaded = ingest.load(listing, report, data)
     records: list[Record] = []
     first_with_stem: dict[str, Path] = {}
     kept_per_class = [0] * len(listing.classes)
@@ -112,7 +113,8 @@ def augment(
                 raise DataError(f"{path} and {first_with_stem[stem]} would share outputs {stem}_*")
             first_with_stem[stem] = path
             records.extend(
-                Record(f"{stem}_{k}.png", img.group, label, k) for k in range(settings.copies + 1)
+                Record(f"{stem}_{k}.png", img.source, img.group, label, k)
+                for k in range(settings.copies + 1)
             )
             keep = kept_per_class[label] < PREVIEW_PER_CLASS
             kept_per_class[label] += keep
@@ -125,7 +127,15 @@ def augment(
         for done in progress.track(written, len(listing.items), "augment"):
             if done is not None:
                 kept.append(done)
-        augmented.write_index(tmp, listing.classes, records)
+        manifest = csv_text(list(ingest.MANIFEST_COLUMNS), report.manifest())
+        source = augmented.Source(
+            data_dir=str(input_folder),
+            synthetic=(input_folder / SYNTHETIC_MARKER).is_file(),
+            manifest_sha256=hashlib.sha256(manifest.encode()).hexdigest(),
+            images=sum(r.copy == 0 for r in records),
+            square=data.square,
+        )
+        augmented.write_index(tmp, listing.classes, records, source)
     return Result(listing.classes, report, len(records), tuple(kept))
 
 

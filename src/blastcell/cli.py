@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
+import typing
 from pathlib import Path
 
-from blastcell import __version__, params, progress
+from blastcell import __version__, ingest, params, progress
 from blastcell.files import DataError
 
 
@@ -32,21 +34,28 @@ def predict_command(args: argparse.Namespace) -> int:
     from blastcell import predict
 
     try:
-        net, classes = predict.load(args.model, args.classes or args.model.parent / "classes.json")
+        classes_path = args.classes or args.model.parent / "classes.json"
+        net, classes, learned = predict.load(args.model, classes_path)
     except DataError as err:
         _error(str(err))
         return 2
+    caution = predict.warning(args.model, learned)
+    if caution:
+        _error(f"warning: {caution}")
+    square = args.square or (learned.square if learned else ingest.SQUARE)
     inputs = predict.find_inputs(args.inputs)
     with progress.bar(sum(not item.error for item in inputs), "predict") as bar:
 
         def failed(message: str) -> None:
             bar.write(f"blastcell: {message}", file=sys.stderr)  # above the bar, if one is drawn
 
+        decoding = predict.Decoding(args.max_image_pixels, args.min_image_side, square)
         results = predict.predict(
             net,
             inputs,
             batch_size=args.batch_size,
             tta=args.tta,
+            decoding=decoding,
             on_error=failed,
             progress=bar.update,
         )
@@ -149,6 +158,28 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="test-time augmentation: average over the 8 rotations and flips of each image",
     )
+    command.add_argument(
+        "--max-image-pixels",
+        type=_positive_int,
+        default=ingest.MAX_IMAGE_PIXELS,
+        help="images with more pixels (first page) are refused before decoding, as "
+        "data.max_image_pixels (default %(default)s)",
+    )
+    command.add_argument(
+        "--min-image-side",
+        type=_positive_int,
+        default=ingest.MIN_IMAGE_SIDE,
+        help="images with a shorter side are refused, as data.min_image_side "
+        "(default %(default)s)",
+    )
+    command.add_argument(
+        "--square",
+        choices=typing.get_args(params.DataParams.model_fields["square"].annotation),
+        default=None,
+        help="how a non-square image becomes square, as data.square: stretch (when resizing), "
+        "pad (with its border's colour) or center_crop (default: as the model was trained, "
+        f"from training_data.json beside it, else {ingest.SQUARE})",
+    )
     command.set_defaults(func=predict_command)
     command = commands.add_parser(
         "params", help=params_command.__doc__, description=params_command.__doc__
@@ -169,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     except params.ParamsError as err:
         _error(str(err))
         return 2
+    except BrokenPipeError:  # the reader went away (`blastcell params | head`): not an error
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - flushed at exit, silently
+        return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import glob
+import io
 import json
 import os
 import shutil
@@ -109,12 +110,18 @@ def read_json(path: Path) -> object:
     return json.loads(path.read_text())
 
 
+def csv_text(header: list[str], rows: list[list[object]]) -> str:
+    """A CSV table as text (unix line endings), as `write_csv` writes it."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue()
+
+
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
     """Write a CSV table (unix line endings)."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+    path.write_text(csv_text(header, rows), newline="")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -1,7 +1,8 @@
 """The pipeline's own images: 8-bit RGB arrays written losslessly, read back, and resized.
 
-Images that users bring, in whatever format, are decoded by `blastcell.ingest`; resizing to the
-model's input size is the same for the prepare stage and for `blastcell predict` (`resize`).
+Images that users bring, in whatever format, are decoded by `blastcell.ingest` and made square
+as `data.square` says (`square`); resizing to the model's input size is the same for the prepare
+stage and for `blastcell predict` (`resize`).
 """
 
 from __future__ import annotations
@@ -44,3 +45,27 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
         image, (size, size), order=1, anti_aliasing=True, preserve_range=True
     )
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def square(image: np.ndarray, how: str) -> np.ndarray:
+    """Make an (H, W, C) image square: `stretch` leaves it as it is (`resize` stretches it),
+    `pad` pads the short side equally on both sides (the odd pixel after) with the per-channel
+    median colour of the image's outermost pixels, the slide's background; `center_crop` keeps
+    the centred square (the odd pixel before it is dropped)."""
+    height, width = image.shape[:2]
+    if how == "stretch" or height == width:
+        return image
+    if how == "center_crop":
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return np.ascontiguousarray(image[top : top + side, left : left + side])
+    if how == "pad":
+        side = max(height, width)
+        border = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])  # (N, C)
+        background = np.rint(np.median(border, axis=0)).astype(image.dtype)
+        out = np.empty((side, side, *image.shape[2:]), image.dtype)
+        out[...] = background
+        top, left = (side - height) // 2, (side - width) // 2
+        out[top : top + height, left : left + width] = image
+        return out
+    raise ValueError(f"square must be stretch, pad or center_crop, got {how!r}")

@@ -6,33 +6,72 @@ Two layouts are recognised:
   `blast`, in that order, so the label in the name is the class index);
 * one sub-folder per class, any folder names (classes in sorted order), images anywhere below.
 
-TIFF, PNG, JPEG and BMP are read; grayscale, RGBA, palette and 16-bit images are converted to
-8-bit RGB and the conversion is noted. Hidden and system files are ignored. A file that cannot
-be used (unreadable, not an image, too large, a link leaving the folder) is an error naming it,
-or, with `on_bad_image: skip`, is left out and reported. Exact duplicates (same pixels) are
-reported and kept together on one side of every split; the same pixels under two classes are an
-error.
+TIFF, PNG, JPEG and BMP are read as a person sees them, each from the first page only (later pages
+of a multi-page file are noted, not read): grayscale, 1-bit, 16-bit, palette, CMYK and
+transparent images are converted to 8-bit RGB, the EXIF orientation is applied, and a non-square
+image is made square as `data.square` says; every change is noted in the manifest. The header is
+checked before any pixel is decoded (`data.max_image_pixels`, `data.min_image_side`). Hidden and
+system files are ignored. A file that cannot be used (unreadable, not an image, too large or too
+small, a link leaving the folder or looping) is an error naming it, or, with `on_bad_image:
+skip`, is left out and reported. Exact duplicates (same pixels) are reported and kept together on
+one side of every split; the same pixels under two classes are an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import imageio.v3 as iio
 import numpy as np
-import tifffile
 from PIL import Image as PILImage
 
 from blastcell import DEFAULT_CLASSES
 from blastcell.files import DataError
 
+if TYPE_CHECKING:
+    from blastcell.params import DataParams
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 SYSTEM_FILES = ("thumbs.db", "desktop.ini", "ehthumbs.db")
+MAX_IMAGE_PIXELS = 40_000_000  # the default: params.yaml's data.max_image_pixels, predict's flag
+MIN_IMAGE_SIDE = 16  # the default: params.yaml's data.min_image_side, predict's flag
+SQUARE = "stretch"  # the default: params.yaml's data.square, predict's flag
+SETTING_NAMES = ("data.max_image_pixels", "data.min_image_side")  # named when a size is refused
 _ALL_IDB_NAME = re.compile(r"Im(\d+)_([01])", re.IGNORECASE)
+_PILLOW_FORMATS = ("TIFF", "PNG", "JPEG", "BMP")  # what Pillow may open (JPEG: MPO too), no other
+_ORIENTATION, _BITS_PER_SAMPLE, _INK_SET, _SAMPLE_FORMAT = 274, 258, 332, 339  # TIFF/EXIF tags
+_ORIENTATIONS = {  # EXIF orientation: what turns the stored pixels the way they are seen
+    2: "mirrored left to right",
+    3: "rotated 180 degrees",
+    4: "mirrored top to bottom",
+    5: "transposed",
+    6: "rotated 90 degrees clockwise",
+    7: "transversed",
+    8: "rotated 90 degrees counterclockwise",
+}
+_MODES_READ = "read: 1-bit, grayscale, RGB, palette and CMYK, 8- or 16-bit, with or without alpha"
+
+
+class _Read(NamedTuple):
+    """A file's first page as decoded, before `to_rgb8`: samples, notes and EXIF orientation."""
+
+    pixels: np.ndarray
+    notes: list[str]
+    orientation: int  # as the file says: 1 (as stored) to 8
+    turned: bool  # whether the decoder has applied it already (Pillow does for TIFF)
+
+
+class _Limits(NamedTuple):
+    """What `decode` refuses from the header, and the settings its errors name."""
+
+    max_pixels: int
+    min_side: int
+    names: tuple[str, str]
 
 
 class BadImage(DataError):
@@ -71,12 +110,13 @@ class Loaded:
     note: str
     file_sha256: str
     pixel_sha256: str
-    group: str  # key of the first image with the same pixels (itself if unique)
+    source: str  # key of the first image with the same pixels (itself if unique)
+    group: str  # its patient, slide or sample (`data.group_by`); without one, `source`
 
 
 MANIFEST_COLUMNS = (
     "path", "class", "status", "width", "height", "file_sha256", "pixel_sha256",
-    "duplicate_of", "note",
+    "duplicate_of", "group", "note",
 )  # fmt: skip
 
 
@@ -92,7 +132,7 @@ class Report:
 
     def add(self, img: Loaded) -> None:
         h, w = img.pixels.shape[:2]
-        duplicate_of = img.group if img.group != img.key else ""
+        duplicate_of = img.source if img.source != img.key else ""
         self.duplicates += bool(duplicate_of)
         self.converted += bool(img.note)
         self.rows.append(
@@ -105,13 +145,14 @@ class Report:
                 img.file_sha256,
                 img.pixel_sha256,
                 duplicate_of,
+                img.group,
                 img.note,
             ]
         )
 
     def skip(self, key: str, label: int, why: str) -> None:
         self.skipped += 1
-        self.rows.append([key, self.classes[label], "skipped", "", "", "", "", "", why])
+        self.rows.append([key, self.classes[label], "skipped", "", "", "", "", "", "", why])
 
     def manifest(self) -> list[list[object]]:
         """The manifest rows sorted by path."""
@@ -232,32 +273,39 @@ def _require_content(path: Path) -> None:
         raise BadImage(f"{path}: empty file (0 bytes)")
 
 
-def _check_file(path: Path, folder: Path, max_pixels: int) -> None:
-    """Refuse links leaving the folder, unknown suffixes, empty files and oversized images."""
-    if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
-        raise BadImage(f"{path}: a link to {path.resolve()}, outside the data folder {folder}")
+def _check_file(path: Path, folder: Path) -> None:
+    """Refuse links leaving the folder or looping, and unknown suffixes."""
+    try:
+        link = path.is_symlink()
+        target = path.resolve(strict=True) if link else path
+    except (OSError, RuntimeError) as err:  # RuntimeError: a link loop, before Python 3.13
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise BadImage(f"{path}: cannot resolve link: {reason}") from err
+    if link and not target.is_relative_to(folder.resolve()):
+        raise BadImage(f"{path}: a link to {target}, outside the data folder {folder}")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise BadImage(f"{path}: not an image file; suffixes read: {list(IMAGE_SUFFIXES)}")
-    _require_content(path)
-    width, height = _dimensions(path)
-    if width * height > max_pixels:
+
+
+def _check_size(path: Path, width: int, height: int, limits: _Limits) -> None:
+    """Refuse an image by its header's size: too many pixels, or a side too short."""
+    if width * height > limits.max_pixels:
         raise BadImage(
-            f"{path}: {width}x{height} pixels is over data.max_image_pixels={max_pixels}; "
+            f"{path}: {width}x{height} pixels is over {limits.names[0]}={limits.max_pixels}; "
             "refused before decoding"
+        )
+    if min(width, height) < limits.min_side:
+        raise BadImage(
+            f"{path}: {width}x{height} pixels has a side under {limits.names[1]}="
+            f"{limits.min_side}; refused before decoding"
         )
 
 
-def _dimensions(path: Path) -> tuple[int, int]:
-    """Width and height from the file's header, without decoding the pixels."""
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            with tifffile.TiffFile(path) as tif:
-                page = tif.pages[0]
-                return int(page.imagewidth), int(page.imagelength)
-        with PILImage.open(path) as image:
-            return image.size
-    except Exception as err:  # header parsers raise many types; all mean "not this format"
-        raise BadImage(f"{path}: cannot read image header: {err}") from err
+def _pages_note(pages: int, sizes: set[tuple[int, int]]) -> list[str]:
+    """The note on a multi-page file, of which only the first page is read."""
+    if pages < 2:
+        return []
+    return [f"first of {pages} pages" + (" (pages differ in size)" if len(sizes) > 1 else "")]
 
 
 def to_rgb8(pixels: np.ndarray) -> tuple[np.ndarray, str]:
@@ -287,47 +335,298 @@ def to_rgb8(pixels: np.ndarray) -> tuple[np.ndarray, str]:
     return np.ascontiguousarray(pixels), "; ".join(notes)
 
 
-def decode(path: Path) -> tuple[np.ndarray, str]:
-    """Decode an image file to 8-bit RGB, with a note on any conversion; errors name the file."""
-    _require_content(path)
+def cmyk_to_rgb(ink: np.ndarray) -> np.ndarray:
+    """RGB (H, W, 3) from ink amounts (H, W, 4), C, M, Y, K, 0 = no ink, as 8- or 16-bit
+    integers: R = (1 - C)(1 - K) in full scale, rounded (as Pillow converts)."""
+    full = float(np.iinfo(ink.dtype).max)
+    paper = full - ink.astype(np.float64)  # the light each ink lets through
+    return np.rint(paper[..., :3] * paper[..., 3:] / full).astype(ink.dtype)
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (2 to 8) to (H, W, C) pixels, as PIL.ImageOps.exif_transpose."""
+    if orientation in (5, 6, 7, 8):
+        pixels = np.rot90(pixels, -1 if orientation in (5, 6) else 1)  # 6: 90 degrees clockwise
+    if orientation in (2, 5, 7):
+        pixels = pixels[:, ::-1]
+    elif orientation in (3, 4):
+        pixels = pixels[::-1] if orientation == 4 else pixels[::-1, ::-1]
+    return np.ascontiguousarray(pixels)
+
+
+def _is_tiff(path: Path) -> bool:
+    """Whether a file starts as a TIFF (or BigTIFF) does, whatever its suffix."""
     try:
-        pixels = iio.imread(path, index=0)
-    except Exception as err:  # decoders raise many types; all mean "unreadable"
-        raise BadImage(f"{path}: cannot read image: {err}") from err
-    frames = ""
-    if pixels.ndim == 4:  # a multi-page TIFF stored as one series
-        frames, pixels = f"first of {len(pixels)} frames", pixels[0]
+        with path.open("rb") as f:
+            return f.read(4) in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+    except OSError:  # as unreadable as it was to Pillow, whose error is reported
+        return False
+
+
+def _tiff_for_tifffile(image: PILImage.Image) -> bool:
+    """Whether Pillow would read this TIFF wrong: more than 8 bits (it drops the low byte of
+    16-bit RGB), or samples that are not unsigned integers."""
+    if image.format != "TIFF":
+        return False
+    bits = np.atleast_1d(image.tag_v2.get(_BITS_PER_SAMPLE, 1))
+    kinds = np.atleast_1d(image.tag_v2.get(_SAMPLE_FORMAT, 1))
+    return bool(bits.max() > 8 or (kinds != 1).any())  # SampleFormat 1: unsigned integers
+
+
+def _raw_mode(tile: Any) -> str:
+    """The raw mode a Pillow tile is decoded with (PNG: 'RGB;16B' for 16-bit RGB)."""
+    args = tile.args
+    return args if isinstance(args, str) else str(args[0]) if args else ""
+
+
+def _from_pillow(image: PILImage.Image) -> tuple[np.ndarray, list[str]]:
+    """The pixels of a loaded Pillow image, as to_rgb8 takes them, and the conversion's note."""
+    mode = image.mode
+    if mode in ("P", "PA"):
+        alpha = mode == "PA" or "transparency" in image.info
+        pixels, _ = _from_pillow(image.convert("RGBA" if alpha else "RGB"))
+        return pixels, ["palette to RGB"]
+    if mode == "CMYK":
+        ink = np.asarray(image)
+        if image.format in ("JPEG", "MPO") and "adobe" not in image.info:
+            ink = 255 - ink  # Pillow always assumes Adobe's inverted CMYK; without APP14 it isn't
+        return cmyk_to_rgb(ink), ["CMYK to RGB"]
+    if mode in ("RGBa", "La"):  # premultiplied alpha
+        return np.asarray(image.convert(mode[:-1] + "A")), []
+    if mode in ("RGBX", "YCbCr"):
+        return np.asarray(image.convert("RGB")), []
+    if mode.startswith("I;16"):
+        return np.asarray(image).astype(np.uint16), []  # native byte order
+    if mode not in ("1", "L", "LA", "RGB", "RGBA"):
+        raise ValueError(f"colour mode {mode} is not read; {_MODES_READ}")
+    return np.asarray(image), []
+
+
+def _read_pillow(path: Path, image: PILImage.Image, limits: _Limits) -> _Read:
+    """Check the header, then decode the first frame."""
     try:
-        pixels, note = to_rgb8(pixels)
+        width, height = image.size
+        pages = getattr(image, "n_frames", 1)
+        sizes = {image.size}
+        if pages > 1 and image.format in ("TIFF", "MPO"):  # seeking reads a header, no pixels
+            for page in range(1, pages):
+                image.seek(page)
+                sizes.add(image.size)
+            image.seek(0)
+    except Exception as err:  # header parsers raise many types; all mean "not this format"
+        raise BadImage(f"{path}: cannot read image header: {err}") from err
+    _check_size(path, width, height, limits)
+    # Pillow decodes 16-bit PNG colour to 8 bits by dropping the low byte; say so
+    wide = image.format == "PNG" and any(_raw_mode(t).endswith(";16B") for t in image.tile)
+    try:
+        orientation = image.getexif().get(_ORIENTATION, 1)  # a PNG's may follow its pixels
+        image.load()
+        pixels, notes = _from_pillow(image)
     except ValueError as err:
         raise BadImage(f"{path}: {err}") from err
-    return pixels, "; ".join(n for n in (frames, note) if n)
+    except Exception as err:  # decoders raise many types; all mean "unreadable"
+        raise BadImage(f"{path}: cannot read image: {err}") from err
+    if wide and not image.mode.startswith("I;16"):
+        notes.insert(0, "16-bit to 8-bit")
+    # Pillow turns a TIFF upright as it loads it (since 8.3), dropping the tag it applied
+    turned = image.format == "TIFF" and _ORIENTATION not in image.getexif()
+    return _Read(pixels, _pages_note(pages, sizes) + notes, orientation, turned)
+
+
+def _from_tifffile(page: Any, data: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """A TIFF page's decoded samples as to_rgb8 takes them, by photometric, and a note."""
+    if data.dtype not in (np.uint8, np.uint16, bool):
+        raise ValueError(f"pixel type {data.dtype} is not 8- or 16-bit")
+    if data.ndim == 3 and int(page.planarconfig) == 2 and page.samplesperpixel > 1:
+        data = np.moveaxis(data, 0, -1)  # (S, H, W) to (H, W, S)
+    if data.ndim == 2:
+        data = data[..., np.newaxis]
+    photometric = int(page.photometric)
+    colours = {0: 1, 1: 1, 2: 3, 3: 1, 5: 4}.get(photometric)
+    inks = page.tags.valueof(_INK_SET, 1)
+    if colours is None or (photometric == 5 and (inks != 1 or data.shape[2] < 4)):
+        name = getattr(page.photometric, "name", photometric)
+        raise ValueError(f"TIFF photometric {name} is not read; {_MODES_READ}")
+    colour, extra = data[..., :colours], data[..., colours:]
+    alpha = extra[..., :1] if tuple(page.extrasamples[:1]) in ((1,), (2,)) else extra[..., :0]
+    notes = []
+    if alpha.size and page.extrasamples[0] == 1 and colour.dtype != bool:  # premultiplied
+        full = np.iinfo(colour.dtype).max
+        a = alpha.astype(np.float64)
+        straight = np.where(a > 0, colour * (full / np.maximum(a, 1)), 0)
+        colour = np.rint(np.clip(straight, 0, full)).astype(colour.dtype)
+    if photometric == 0:  # white is zero
+        colour = ~colour if colour.dtype == bool else np.iinfo(colour.dtype).max - colour
+    elif photometric == 3:
+        palette = np.rint(page.colormap / 257.0).astype(np.uint8)  # (3, 2**bits), 16-bit
+        colour, notes = palette[:, colour[..., 0]].transpose(1, 2, 0), ["palette to RGB"]
+    elif photometric == 5:
+        colour, notes = cmyk_to_rgb(colour), ["CMYK to RGB"]
+    if alpha.size and alpha.dtype != colour.dtype:  # palette: 8-bit colour, 16-bit alpha
+        alpha = np.rint(alpha / 257.0).astype(np.uint8)
+    return np.concatenate([colour, alpha], axis=2), notes
+
+
+def _read_tifffile(path: Path, limits: _Limits) -> _Read:
+    """Pillow's `_read_pillow` with tifffile, for TIFFs Pillow would read wrong or not at all:
+    check the header, then decode the first page only."""
+    import tifffile  # imported here: most images never need it
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception as err:  # header parsers raise many types; all mean "not this format"
+        raise BadImage(f"{path}: cannot read image header: {err}") from err
+    with tif:
+        try:
+            page = tif.pages.first
+            width, height = int(page.imagewidth), int(page.imagelength)
+            pages = len(tif.pages)
+            sizes = {(int(p.imagewidth), int(p.imagelength)) for p in tif.pages[1:]}
+            sizes.add((width, height))
+            orientation = page.tags.valueof(_ORIENTATION, 1)
+        except Exception as err:  # as above
+            raise BadImage(f"{path}: cannot read image header: {err}") from err
+        _check_size(path, width, height, limits)
+        try:
+            data = page.asarray()
+            pixels, notes = _from_tifffile(page, data)
+        except ValueError as err:
+            raise BadImage(f"{path}: {err}") from err
+        except Exception as err:  # decoders raise many types; all mean "unreadable"
+            raise BadImage(f"{path}: cannot read image: {err}") from err
+    return _Read(pixels, _pages_note(pages, sizes) + notes, orientation, turned=False)
+
+
+def _squared(pixels: np.ndarray, square: str) -> tuple[np.ndarray, str]:
+    """The pixels made square by `images.square`, and the note saying how ('' if square)."""
+    height, width = pixels.shape[:2]
+    if height == width:
+        return pixels, ""
+    if square == "stretch":  # left to prepare, which stretches every image when resizing
+        if max(width, height) > 2 * min(width, height):
+            return pixels, f"aspect ratio {width}:{height}, stretched to a square by prepare"
+        return pixels, ""
+    from blastcell import images  # scikit-image: a second to import, not for `blastcell --help`
+
+    side = max(width, height) if square == "pad" else min(width, height)
+    done = images.square(pixels, square)
+    if square == "pad":
+        return done, f"padded {width}x{height} to {side}x{side}"
+    return done, f"cropped {width}x{height} to the centre {side}x{side}"
+
+
+def decode(
+    path: Path,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    min_side: int = MIN_IMAGE_SIDE,
+    square: str = SQUARE,
+    names: tuple[str, str] = SETTING_NAMES,
+) -> tuple[np.ndarray, str]:
+    """Decode an image file's first page to 8-bit RGB as a person sees it, made square as
+    `images.square` does; the note lists every change ('' if none).
+
+    The header is checked before any pixel is decoded: more than `max_pixels` pixels in the
+    first page, or a side under `min_side`, is refused with an error naming the settings
+    `names` (max_pixels's, min_side's). BadImage names the file.
+    """
+    _require_content(path)
+    limits = _Limits(max_pixels, min_side, names)
+    try:
+        with warnings.catch_warnings():  # our own limit applies, checked next
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            image = PILImage.open(path, formats=_PILLOW_FORMATS)
+    except PILImage.DecompressionBombError as err:  # Pillow's own limit, 2 * MAX_IMAGE_PIXELS
+        limit = 2 * (PILImage.MAX_IMAGE_PIXELS or 0)
+        over = f"{names[0]}={max_pixels}" if max_pixels < limit else "Pillow's limit"
+        raise BadImage(
+            f"{path}: more than {limit} pixels is over {over}; refused before decoding"
+        ) from err
+    except Exception as err:  # header parsers raise many types; all mean "not this format"
+        if not _is_tiff(path):
+            raise BadImage(f"{path}: cannot read image header: {err}") from err
+        image = None  # a TIFF Pillow cannot open: BigTIFF, odd sample layouts, ...
+    if image is None or _tiff_for_tifffile(image):
+        if image is not None:
+            image.close()
+        read = _read_tifffile(path, limits)
+    else:
+        with image:
+            read = _read_pillow(path, image, limits)
+    try:
+        pixels, note = to_rgb8(read.pixels)
+    except ValueError as err:
+        raise BadImage(f"{path}: {err}") from err
+    notes = [*read.notes, note]
+    if read.orientation in _ORIENTATIONS:
+        pixels = pixels if read.turned else _orient(pixels, read.orientation)
+        notes.append(f"EXIF orientation {read.orientation}: {_ORIENTATIONS[read.orientation]}")
+    pixels, note = _squared(pixels, square)
+    notes.append(note)
+    return pixels, "; ".join(n for n in notes if n)
+
+
+def _file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in chunks (a file can be far larger than its image)."""
+    try:
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as err:
+        raise BadImage(f"{path}: cannot read image: {err.strerror or err}") from err
+
+
+def grouping(pattern: str | None, folder: Path) -> Callable[[str], str]:
+    """The group of an image from its path in the data folder: the first group of `pattern`
+    (`data.group_by`) searched in the path, or, without a pattern, the path itself."""
+    if pattern is None:
+        return lambda key: key
+    regex = re.compile(pattern)
+
+    def group(key: str) -> str:
+        match = regex.search(key)
+        if match is None or not match.group(1):
+            raise DataError(
+                f"{folder / key}: data.group_by '{pattern}' finds no group in its path '{key}'"
+            )
+        return match.group(1)
+
+    return group
 
 
 def load(
-    listing: Listing, report: Report, *, on_bad_image: str, max_pixels: int
+    listing: Listing, report: Report, data: DataParams, *, grouped: bool = True
 ) -> Iterator[Loaded]:
-    """Decode every listed image in order, filling `report`; skips bad files only if asked."""
+    """Decode every listed image in order as `data` says (limits, squaring, bad images, and
+    with `grouped` the groups of `data.group_by`), filling `report`; skips bad files only if
+    `data.on_bad_image` is `skip`."""
     first_of: dict[str, tuple[Item, str]] = {}  # by pixel digest: (item, key), not the pixels
+    group_of = grouping(data.group_by if grouped else None, listing.folder)
+    skip_bad = data.on_bad_image == "skip"
     for item in listing.items:
         key = listing.key(item)
         try:
-            _check_file(item.path, listing.folder, max_pixels)
-            pixels, note = decode(item.path)
+            _check_file(item.path, listing.folder)
+            pixels, note = decode(
+                item.path,
+                max_pixels=data.max_image_pixels,
+                min_side=data.min_image_side,
+                square=data.square,
+            )
+            file_sha256 = _file_sha256(item.path)
         except BadImage as err:
-            if on_bad_image != "skip":
+            if not skip_bad:
                 raise
             report.skip(key, item.label, str(err).removeprefix(f"{item.path}: "))
             continue
         digest = hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
-        first, group = first_of.setdefault(digest, (item, key))
+        first, source = first_of.setdefault(digest, (item, key))
         if first.label != item.label:
             raise DataError(
                 f"{item.path} and {first.path} hold the same pixels under two classes, "
                 f"'{listing.classes[item.label]}' and '{listing.classes[first.label]}'"
             )
-        file_sha256 = hashlib.sha256(item.path.read_bytes()).hexdigest()
-        loaded = Loaded(item, key, pixels, note, file_sha256, digest, group)
+        group = group_of(source)  # an exact duplicate goes with the image it duplicates
+        loaded = Loaded(item, key, pixels, note, file_sha256, digest, source, group)
         report.add(loaded)
         yield loaded
     per_class = report.metrics()["per_class"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from blastcell.files import DataError
@@ -196,3 +197,34 @@ def save(model: keras.Model, path: Path) -> None:
                 dst.writestr(entry, data)
     finally:
         raw.unlink(missing_ok=True)
+
+
+TRAINING_DATA = "training_data.json"  # beside the model file
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a trained model learned from, written beside it by the train stage: the data folder,
+    whether it was the embedded synthetic set, its manifest's checksum, its images and how they
+    were made square (`augmented.Source`), the classes, the input size and the split's sizes."""
+
+    data_dir: str
+    synthetic: bool
+    manifest_sha256: str
+    images: int
+    square: str
+    classes: list[str]
+    image_size: int
+    train_images: int
+    val_images: int
+
+
+def training_data(path: Path) -> TrainingData | None:
+    """The record beside the model at `path`, if there is one; DataError if it is unreadable."""
+    record = path.with_name(TRAINING_DATA)
+    if not record.is_file():
+        return None
+    try:
+        return TrainingData(**json.loads(record.read_text()))
+    except (OSError, ValueError, TypeError) as err:
+        raise DataError(f"{record}: cannot read what the model was trained on: {err}") from err

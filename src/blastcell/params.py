@@ -12,6 +12,7 @@ stages read. A library function receives the section it needs, never the whole t
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -20,7 +21,14 @@ from typing import Any, Literal
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 
@@ -53,6 +61,31 @@ class DataParams(Section):
     max_image_pixels: int = _param(
         "larger images are refused before decoding (decompression bombs)", ge=1
     )
+    min_image_side: int = _param("images with a shorter side are refused, pixels", ge=1)
+    group_by: str | None = _param(
+        "regular expression searched in each image's path in data.dir whose first group names "
+        "its patient, slide or sample, kept on one side of every split; null: each image alone",
+        min_length=1,
+    )
+    square: Literal["stretch", "pad", "center_crop"] = _param(
+        "how a non-square image becomes square: stretch | pad (with its border's colour) | "
+        "center_crop"
+    )
+
+    @field_validator("group_by")
+    @classmethod
+    def _one_group(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
+        try:
+            groups = re.compile(pattern).groups
+        except re.error as err:
+            raise ValueError(f"'data.group_by' is not a regular expression: {err}") from None
+        if groups < 1:
+            raise ValueError(
+                f"'data.group_by' must have a group, (...), naming the patient: {pattern!r}"
+            )
+        return pattern
 
 
 class SynthesizeParams(Section):
@@ -175,9 +208,18 @@ class ExplainParams(Section):
 
 
 class AuditParams(Section):
-    bins: int = _param("levels per RGB channel of the colour histograms compared", ge=2, le=64)
-    threshold: float = _param(
-        "a nearest distance below this marks a near-duplicate (distances: 0 to 1)", gt=0, lt=1
+    bins: int = _param(
+        "levels per RGB channel of the colour histograms that shortlist candidates", ge=2, le=64
+    )
+    candidates: int = _param(
+        "training images nearest in colour verified per test image", ge=1, le=1000
+    )
+    keypoints: int = _param("ORB keypoints per image, found at 128 px", ge=8, le=5000)
+    min_inliers: int = _param(
+        "keypoint pairs agreeing with one affine map that make a copy", ge=3, le=5000
+    )
+    min_inlier_ratio: float = _param(
+        "share of a pair of images' keypoint pairs that must agree with that map", ge=0, le=1
     )
     batch_size: int = _param("images compared at a time (bounds memory)", ge=1, le=65536)
 
@@ -189,6 +231,9 @@ class CvParams(Section):
     def seeds(self) -> tuple[int, ...]:
         """The split seeds: 1 to `splits`."""
         return tuple(range(1, self.splits + 1))
+
+
+EXTERNAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 class Params(Section):
@@ -205,6 +250,22 @@ class Params(Section):
     explain: ExplainParams
     audit: AuditParams
     cv: CvParams
+    external: dict[str, str] = _param(
+        "additional test sets, each evaluated by the model on its own: name: data folder"
+    )
+
+    @field_validator("external")
+    @classmethod
+    def _external_sets(cls, sets: dict[str, str]) -> dict[str, str]:
+        for name, folder in sets.items():
+            if not EXTERNAL_NAME.fullmatch(name):
+                raise ValueError(
+                    f"'external.{name}' must be named with letters, digits, '_' and '-' (it "
+                    "names the set's metrics file)"
+                )
+            if not folder:
+                raise ValueError(f"'external.{name}' must name a data folder")
+        return sets
 
 
 def choices(literal: Any) -> tuple[str, ...]:
@@ -221,6 +282,9 @@ def reference() -> list[tuple[str, str, str]]:
     """(dotted key, what it allows, its meaning) of every param, in params.yaml's order."""
     rows = []
     for section, owner in Params.model_fields.items():
+        if typing.get_origin(owner.annotation) is dict:  # external: names of the user's choice
+            rows.append((section, allowed(owner), owner.description or ""))
+            continue
         for name, field in owner.annotation.model_fields.items():
             rows.append((f"{section}.{name}", allowed(field), field.description or ""))
             if name == "blocks":  # each block's keys; the optional ones may be left out
@@ -242,6 +306,8 @@ def _describe(hint: Any, metadata: list[Any]) -> str:
         return "a list of blocks"
     if isinstance(hint, type) and issubclass(hint, Section):
         return "a mapping of keys to values"
+    if origin is dict:
+        return "a mapping of names to data folders"
     if hint is bool:
         return "true or false"
     if hint is str:
@@ -312,14 +378,16 @@ def _message(error: Mapping[str, Any]) -> str:
         return f"missing {'section' if len(loc) == 1 else 'key'} '{key}'"
     if error["type"] == "value_error":  # a check across keys: its message names them
         return str(error["ctx"]["error"])
+    got = repr(error["input"])
+    got = got if len(got) <= 60 else f"{got[:57]}..."
+    if loc[0] == "external" and len(loc) == 2:  # a set's folder
+        return f"'{key}' must name a data folder, got {got}"
     found = _field_at(loc)
     if found is None:
         return f"'{key or 'params.yaml'}' must be a mapping of keys to values"
     owner, name = found
     field = owner.model_fields[name]
     meaning = f" ({field.description})" if field.description else ""
-    got = repr(error["input"])
-    got = got if len(got) <= 60 else f"{got[:57]}..."
     return f"'{key}' must be {allowed(field)}{meaning}, got {got}"
 
 

@@ -2,9 +2,11 @@
 
 Inputs are files and folders; folders are searched by ingest's rules (`ingest.find_images`:
 recursive, sorted, hidden and system files left out), and files of other suffixes inside them
-are ignored. Each image is decoded to 8-bit RGB by `ingest.decode`, resized as the prepare stage
-does (`images.resize`) and fed to the model as raw uint8-range pixels. A file that cannot be
-used gives a row with status `error` and the reason; the others are still predicted.
+are ignored. Each image is decoded to 8-bit RGB by `ingest.decode` as the augment stage decodes
+it (first page only; refused from its header if over `max_pixels` pixels or with a side under
+`min_side`; made square as `square` says), resized as the prepare stage does (`images.resize`)
+and fed to the model as raw uint8-range pixels. A file that cannot be used gives a row with
+status `error` and the reason; the others are still predicted.
 
 Test-time augmentation (`tta=True`) averages the softmax over the 8 symmetries of the square
 (the dihedral group: rotations by 0, 90, 180, 270 degrees, each with and without a horizontal
@@ -27,9 +29,20 @@ from blastcell import images, ingest
 from blastcell.files import DataError, atomic_file, write_csv, write_json
 
 if TYPE_CHECKING:
+    from blastcell import model
     from blastcell.tf import keras
 
 OK, ERROR = "ok", "error"
+FLAGS = ("--max-image-pixels", "--min-image-side")  # named when a size is refused
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How inputs are decoded (`ingest.decode`'s settings); the defaults are params.yaml's."""
+
+    max_pixels: int = ingest.MAX_IMAGE_PIXELS
+    min_side: int = ingest.MIN_IMAGE_SIDE
+    square: str = ingest.SQUARE
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,8 @@ def _inputs_of(path: Path) -> list[Input]:
             Input(path, f"{path}: folder holds no image files")
         ]
     if not path.exists():
+        if path.is_symlink():
+            return [Input(path, f"{path}: a link to nothing (broken, or a loop)")]
         return [Input(path, f"{path}: no such file or folder")]
     if path.suffix.lower() not in ingest.IMAGE_SUFFIXES:
         suffixes = list(ingest.IMAGE_SUFFIXES)
@@ -83,7 +98,10 @@ def find_inputs(paths: Sequence[Path]) -> list[Input]:
     seen: set[Path] = set()
     for path in paths:
         for item in _inputs_of(path):
-            key = item.path.resolve()
+            try:
+                key = item.path.resolve()
+            except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13)
+                key = item.path  # decoding names it
             if item.error or key not in seen:
                 seen.add(key)
                 found.append(item)
@@ -108,14 +126,33 @@ def read_classes(path: Path) -> list[str]:
     return classes
 
 
-def load(model_path: Path, classes_path: Path) -> tuple[keras.Model, list[str]]:
-    """The trained model and its class names, one per model output; DataError names the file."""
+def load(
+    model_path: Path, classes_path: Path
+) -> tuple[keras.Model, list[str], model.TrainingData | None]:
+    """The trained model, its class names (one per model output) and what it learned from, if
+    recorded beside it (`training_data.json`); DataError names the file."""
     if not model_path.exists():  # checked before TensorFlow's import, which takes seconds
         raise DataError(f"model file {model_path} does not exist")
     classes = read_classes(classes_path)
     from blastcell import model
 
-    return model.load(model_path, n_classes=len(classes)), classes
+    net = model.load(model_path, n_classes=len(classes))
+    return net, classes, model.training_data(model_path)
+
+
+def warning(model_path: Path, learned: model.TrainingData | None) -> str:
+    """What a user must know before trusting the model's answers, or '' if nothing."""
+    if learned is None:
+        return (
+            f"{model_path} does not say what it was trained on (no training_data.json beside it)"
+        )
+    if learned.synthetic:
+        return (
+            f"{model_path} was trained only on the embedded synthetic cells "
+            f"({learned.data_dir}): it demonstrates the pipeline and is not a classifier for "
+            "real blood smears"
+        )
+    return ""
 
 
 def dihedral(x: np.ndarray) -> list[np.ndarray]:
@@ -134,21 +171,28 @@ def probabilities(model: keras.Model, x: np.ndarray, tta: bool = False) -> np.nd
     return (total / len(views)).astype(np.float32)
 
 
-def _pixels_or_error(item: Input, size: int) -> np.ndarray | str:
+def _pixels_or_error(item: Input, size: int, decoding: Decoding) -> np.ndarray | str:
     """The input's pixels at the model's size, or the error naming the file."""
     if item.error:
         return item.error
     try:
-        return images.resize(ingest.decode(item.path)[0], size)
+        pixels, _ = ingest.decode(
+            item.path,
+            max_pixels=decoding.max_pixels,
+            min_side=decoding.min_side,
+            square=decoding.square,
+            names=FLAGS,
+        )
+        return images.resize(pixels, size)
     except ingest.BadImage as err:
         return str(err).splitlines()[0]  # decoders may append install hints
 
 
 def _predict_batch(
-    model: keras.Model, batch: Sequence[Input], size: int, tta: bool
+    model: keras.Model, batch: Sequence[Input], size: int, tta: bool, decoding: Decoding
 ) -> list[Prediction]:
     """Predictions for `batch` in order: one model call for the files that decode."""
-    decoded = [_pixels_or_error(item, size) for item in batch]
+    decoded = [_pixels_or_error(item, size, decoding) for item in batch]
     good = [outcome for outcome in decoded if not isinstance(outcome, str)]
     rows = iter(probabilities(model, np.stack(good), tta) if good else [])
     return [
@@ -165,10 +209,12 @@ def predict(
     *,
     batch_size: int = 32,
     tta: bool = False,
+    decoding: Decoding = Decoding(),
     on_error: Callable[[str], None] | None = None,
     progress: Callable[[int], object] | None = None,
 ) -> list[Prediction]:
-    """Predict every input, `batch_size` at a time; failures do not stop the rest.
+    """Predict every input, `batch_size` at a time, decoded as `decoding` says; failures do not
+    stop the rest.
 
     `on_error(message)` is called with each failure's line naming its file; `progress(n)` as each
     `n` more image files are done (inputs that `find_inputs` already refused are not counted).
@@ -179,7 +225,7 @@ def predict(
     predictions: list[Prediction] = []
     for start in range(0, len(inputs), batch_size):
         batch = inputs[start : start + batch_size]
-        done = _predict_batch(model, batch, size, tta)
+        done = _predict_batch(model, batch, size, tta, decoding)
         for prediction in done:
             if not prediction.ok and on_error is not None:
                 on_error(prediction.error)

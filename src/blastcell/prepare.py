@@ -1,8 +1,9 @@
 """The prepare stage: split the augmented set into train / val / test, resized for the model.
 
-The default `source` split assigns whole source cells to one side, stratified by class: every
-augmented copy of a cell, and every exact duplicate of it, lands where its original does, and the
-test set holds originals only.
+The default `source` split assigns whole groups to one side, stratified by class: a group is a
+source cell, or with `data.group_by` every cell of one patient, slide or sample; every augmented
+copy of a cell, and every exact duplicate of it, lands where its original does, and the test set
+holds originals only.
 The `random` split reproduces the seed's leaky protocol (augment everything, shuffle, cut at
 1020:248) so that its inflation can be measured; there the validation set is the test set, as in
 the seed, which reported on it.
@@ -10,8 +11,9 @@ the seed, which reported on it.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,21 +30,34 @@ def _counts(n: int, test_fraction: float, val_fraction: float) -> tuple[int, int
     return round(n * test_fraction), round(n * val_fraction)
 
 
-def split_by_source(
+def split_by_group(
     records: Sequence[Record],
     classes: Sequence[str],
     test_fraction: float,
     val_fraction: float,
     rng: np.random.Generator,
 ) -> dict[str, list[Record]]:
-    """Stratified split by source cell; the test set keeps only the originals."""
-    sources_by_class: dict[int, set[str]] = defaultdict(set)
+    """Stratified split by group; the test set keeps only the originals.
+
+    A group is one source cell (and its exact duplicates), or with `data.group_by` all the
+    images of one patient, slide or sample: every image of a group, copies included, lands on
+    one side. Groups are stratified by class, a group counting for the class most of its source
+    images have (the lowest label on a tie), so that each side gets each class's share of groups.
+    """
+    sources: dict[str, Counter[int]] = defaultdict(Counter)
     for r in records:
-        sources_by_class[r.label].add(r.source)  # duplicates share a source: one group
+        if r.copy == 0:
+            sources[r.group][r.label] += 1
+    groups_by_class: dict[int, list[str]] = defaultdict(list)
+    for group, labels in sources.items():
+        top = max(labels.values())
+        groups_by_class[min(k for k, n in labels.items() if n == top)].append(group)
+    grouped = any(r.group != r.source for r in records)
+    unit = "groups (data.group_by)" if grouped else "source images"
     side: dict[str, str] = {}
-    for label in sorted(sources_by_class):
-        sources = sorted(sources_by_class[label])
-        n = len(sources)
+    for label in sorted(groups_by_class):
+        groups = sorted(groups_by_class[label])
+        n = len(groups)
         fr = (test_fraction, val_fraction)
         n_test, n_val = _counts(n, *fr)
         if min(n_test, n_val, n - n_test - n_val) < 1:
@@ -50,19 +65,19 @@ def split_by_source(
                 k for k in range(3, 10**6) if min(*_counts(k, *fr), k - sum(_counts(k, *fr))) >= 1
             )
             raise DataError(
-                f"class '{classes[label]}' has {n} source images; prepare.test_fraction="
+                f"class '{classes[label]}' has {n} {unit}; prepare.test_fraction="
                 f"{test_fraction} and prepare.val_fraction={val_fraction} need at least {need} "
                 "so that train, val and test each get one"
             )
         order = rng.permutation(n)
         for rank, i in enumerate(order):
-            side[sources[i]] = (
+            side[groups[i]] = (
                 "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             )
     splits: dict[str, list[Record]] = {name: [] for name in prepared.SPLITS}
     for r in records:
-        if side[r.source] != "test" or r.copy == 0:
-            splits[side[r.source]].append(r)
+        if side[r.group] != "test" or r.copy == 0:
+            splits[side[r.group]].append(r)
     return {name: _shuffled(rows, rng) for name, rows in splits.items()}
 
 
@@ -85,14 +100,16 @@ def split(
     """The `params.split` split of the records, drawn with `seed`."""
     rng = np.random.default_rng(seed)
     if params.split == "source":
-        return split_by_source(records, classes, params.test_fraction, params.val_fraction, rng)
+        return split_by_group(records, classes, params.test_fraction, params.val_fraction, rng)
     return split_random(records, rng)
 
 
-def prepare(source: Path, target: Path, params: PrepareParams, seed: int) -> dict[str, int]:
+def prepare(
+    source: Path, target: Path, params: PrepareParams, seed: int
+) -> tuple[dict[str, int], bool]:
     """Split the augmented folder `source` and write the prepared folder `target`, one image at
-    a time; returns the images per split."""
-    classes, records = augmented.read_index(source)
+    a time; returns the images per split, and whether images were grouped (`data.group_by`)."""
+    classes, records, origin = augmented.read_index(source)
     splits = split(records, classes, params, seed)
     total = sum(len(rows) for rows in {tuple(rows) for rows in splits.values()})  # to encode
     with atomic_dir(target) as tmp, progress.bar(total, "prepare") as bar:
@@ -101,5 +118,8 @@ def prepare(source: Path, target: Path, params: PrepareParams, seed: int) -> dic
             bar.update(1)
             return images.resize(images.read(source / row.file), params.image_size)
 
-        prepared.write(tmp, splits, classes, params.image_size, params.shard_size, pixels)
-    return {name: len(rows) for name, rows in splits.items()}
+        prepared.write(
+            tmp, splits, classes, params.image_size, params.shard_size, pixels, asdict(origin)
+        )
+    grouped = any(r.group != r.source for r in records)
+    return {name: len(rows) for name, rows in splits.items()}, grouped

@@ -2,8 +2,9 @@
 audit: its one owner.
 
 The folder holds, for each split (train, val, test), TFRecord shards of raw pixels, a table
-`{split}.csv` naming each record's file, source cell and class in record order, and `spec.json`
-(image size, class names in label order, images per split).
+`{split}.csv` naming each record's file, source cell, group and class in record order, and
+`spec.json` (image size, class names in label order, images per split, and what the images came
+from: `augmented.Source`).
 
 A record is a `tf.train.Example` with `image`, the S x S x 3 uint8 pixels as raw bytes
 (row-major), and `label`, the class index. A split of N images is written as
@@ -23,7 +24,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -35,7 +36,7 @@ from blastcell.tf import tf
 SPLITS = ("train", "val", "test")
 SUFFIX = ".tfrecord"
 SPEC = "spec.json"
-_TABLE_COLUMNS = ["file", "source", "class"]
+_TABLE_COLUMNS = ["file", "source", "group", "class"]
 _FEATURES = {
     "image": tf.io.FixedLenFeature([], tf.string),
     "label": tf.io.FixedLenFeature([], tf.int64),
@@ -44,19 +45,22 @@ _FEATURES = {
 
 @dataclass(frozen=True)
 class Spec:
-    """What the prepared folder holds: image size, class names (label order), images per split."""
+    """What the prepared folder holds: image size, class names (label order), images per split,
+    and what the images came from (the augmented folder's `source.json`)."""
 
     image_size: int
     classes: list[str]
     images: dict[str, int]
+    source: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One record of a split, as its table names it: file, source cell, class index."""
+    """One record of a split, as its table names it: file, source cell, group, class index."""
 
     file: str
     source: str
+    group: str
     label: int
 
 
@@ -65,6 +69,7 @@ class Row(Protocol):
 
     file: str
     source: str
+    group: str
     label: int
 
 
@@ -75,6 +80,7 @@ def write(
     image_size: int,
     shard_size: int,
     pixels: Callable[[Row], np.ndarray],
+    source: dict[str, object] | None = None,
 ) -> None:
     """Write each split's shards and table, and the spec, into `folder`.
 
@@ -91,10 +97,10 @@ def write(
         else:
             examples = ((pixels(r), r.label) for r in rows)
             written[tuple(rows)] = write_shards(folder, name, examples, len(rows), shard_size)
-        table = [[r.file, r.source, classes[r.label]] for r in rows]
+        table = [[r.file, r.source, r.group, classes[r.label]] for r in rows]
         write_csv(folder / f"{name}.csv", _TABLE_COLUMNS, table)
     images = {name: len(rows) for name, rows in splits.items()}
-    write_spec(folder, image_size, classes, images)
+    write_spec(folder, image_size, classes, images, source)
 
 
 def read_table(folder: Path, split: str) -> list[Entry]:
@@ -113,12 +119,19 @@ def read_table(folder: Path, split: str) -> list[Entry]:
     bad = next((r for r in rows if r.get("class") not in label), None)
     if bad is not None:
         raise DataError(f"{path}: class {bad.get('class')!r} is not in {folder / SPEC}")
-    return [Entry(r["file"], r["source"], label[r["class"]]) for r in rows]
+    return [Entry(r["file"], r["source"], r["group"], label[r["class"]]) for r in rows]
 
 
-def write_spec(folder: Path, image_size: int, classes: Sequence[str], images: dict) -> None:
+def write_spec(
+    folder: Path,
+    image_size: int,
+    classes: Sequence[str],
+    images: dict,
+    source: dict[str, object] | None = None,
+) -> None:
     """Write spec.json."""
-    write_json(folder / SPEC, asdict(Spec(image_size, list(classes), dict(images))))
+    spec = Spec(image_size, list(classes), dict(images), dict(source or {}))
+    write_json(folder / SPEC, asdict(spec))
 
 
 def read_spec(folder: Path) -> Spec:

@@ -512,9 +512,7 @@ def _myeloid_body(
 
 def _neutrophil(size, rng, sc: _Scene) -> _Cell:
     """Segmented neutrophil: 2-5 dense lobes joined by thin strands, pale granular cytoplasm."""
-    cell_r, sl, dy, dx, dist, cell_alpha = _myeloid_body(
-        size, rng, sc, (1.45, 1.85), 0.03, 5
-    )
+    cell_r, sl, dy, dx, dist, cell_alpha = _myeloid_body(size, rng, sc, (1.45, 1.85), 0.03, 5)
 
     n_lobes = int(rng.choice([2, 3, 4, 5], p=[0.2, 0.4, 0.3, 0.1]))
     lobe_r = cell_r * rng.uniform(0.24, 0.3) * (3.0 / (n_lobes + 0.5)) ** 0.3
@@ -559,9 +557,7 @@ def _neutrophil(size, rng, sc: _Scene) -> _Cell:
 
 def _monocyte(size, rng, sc: _Scene) -> _Cell:
     """Monocyte: large, folded kidney-shaped lacy nucleus, abundant grey-blue cytoplasm."""
-    cell_r, sl, dy, dx, dist, cell_alpha = _myeloid_body(
-        size, rng, sc, (1.8, 2.15), 0.06, 6
-    )
+    cell_r, sl, dy, dx, dist, cell_alpha = _myeloid_body(size, rng, sc, (1.8, 2.15), 0.06, 6)
 
     nuc_r = cell_r * rng.uniform(0.52, 0.62)
     ang = rng.uniform(0.0, 2.0 * np.pi)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from blastcell import devices, model, prepared, progress
-from blastcell.files import atomic_file, write_json
+from blastcell.files import DataError, atomic_file, write_json
 from blastcell.params import ModelParams, TrainParams
 from blastcell.tf import keras, tf
 
@@ -158,10 +158,19 @@ class Trained:
     chief: bool  # whether this process writes the outputs (see devices.is_chief)
 
     def save(self, path: Path) -> None:
-        """Save the model (see `model.save`) and its class names, `classes.json`, beside it."""
+        """Save the model (see `model.save`) and beside it its class names, `classes.json`, and
+        what it learned from, `training_data.json` (see `model.TrainingData`)."""
         with atomic_file(path) as tmp:
             model.save(self.model, tmp)
         write_json(path.with_name("classes.json"), self.spec.classes)  # for `blastcell predict`
+        learned = model.TrainingData(
+            **self.spec.source,
+            classes=list(self.spec.classes),
+            image_size=self.spec.image_size,
+            train_images=self.spec.images["train"],
+            val_images=self.spec.images["val"],
+        )
+        write_json(path.with_name(model.TRAINING_DATA), asdict(learned))
 
     def report(self) -> dict[str, object]:
         """The best epoch (1-based), its losses and accuracies, and the images used."""
@@ -210,6 +219,11 @@ def train(
     policy = devices.resolve_precision(params.precision)
     keras.mixed_precision.set_global_policy(policy)
     spec = prepared.read_spec(data)
+    if not spec.source:  # train writes it beside the model: check before hours of training
+        raise DataError(
+            f"{data / prepared.SPEC} says nothing of where its images came from: rerun the "
+            "prepare stage"
+        )
     by_data = params.strategy == "multi_worker"
     train_set, val_set = (
         prepared.dataset(

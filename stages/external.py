@@ -1,0 +1,25 @@
+"""Stage external (one per set of `external` in params.yaml): the trained model on another data
+set, e.g. another lab's, scored as evaluate scores the test split.
+
+Params: base.seed, data.* (how images are read, as for data.dir), evaluate.*. Inputs: the data
+folder (any layout the augment stage reads; its class names must be among the model's) and the
+trained model with what it learned from beside it (`training_data.json`). Outputs: a JSON report
+like evaluate's, and JSON metrics with its headline (accuracy and its interval, sensitivity,
+specificity, ROC AUC, ECE), which `dvc metrics show` lists per set.
+"""
+
+from pathlib import Path
+
+from blastcell import evaluate, external, runner
+from blastcell.files import write_json
+
+
+def run(params, *, data: Path, model: Path, metrics: Path, report: Path) -> str:
+    full = external.evaluate_folder(data, model, params.data, params.evaluate, params.base.seed)
+    write_json(report, full)
+    write_json(metrics, evaluate.headline(full))
+    return f"{data}: {evaluate.describe(full)}"
+
+
+if __name__ == "__main__":
+    runner.main(run)
