@@ -25,6 +25,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+MATRIX_FLAGS = ("amx_tile", "amx_bf16", "avx512_bf16", "avx512f")
+
+
+def _cpu_flags() -> dict[str, bool]:
+    """Whether the CPU has the matrix and vector units bfloat16 training uses (from the first
+    "flags" line of /proc/cpuinfo: AMX tiles and their bfloat16 ops, AVX512-BF16, AVX-512)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return {flag: flag in have for flag in MATRIX_FLAGS}
+    except OSError:
+        pass
+    return {flag: False for flag in MATRIX_FLAGS}
+
+
 def _ram_gib() -> float | None:
     """Total RAM in GiB from /proc/meminfo (None where there is none)."""
     try:
@@ -59,6 +75,7 @@ def describe(gpu: bool = True) -> dict:
     """CPU, cores, RAM, GPUs ("none"; not checked without `gpu`: it imports TF), versions."""
     return {
         "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
         "logical_cores": os.cpu_count(),
         "ram_gib": _ram_gib(),
         "gpu": (", ".join(_gpus()) or "none") if gpu else "not checked",
@@ -71,8 +88,10 @@ def describe(gpu: bool = True) -> dict:
 
 def summary(info: dict) -> str:
     """One line for the head of a benchmark's output."""
+    flags = [flag for flag, have in info.get("cpu_flags", {}).items() if have]
     return (
-        f"{info['cpu']}, {info['logical_cores']} logical cores, {info['ram_gib']} GiB RAM, "
+        f"{info['cpu']} ({' '.join(flags) or 'no AVX-512 or AMX'}), "
+        f"{info['logical_cores']} logical cores, {info['ram_gib']} GiB RAM, "
         f"GPU: {info['gpu']}; Python {info['python']}, TensorFlow {info['tensorflow']}, "
         f"Keras {info['keras']}, DVC {info['dvc']}"
     )

@@ -270,7 +270,8 @@ def measure(quick: bool = False, keep: Path | None = None) -> dict:
     scaled.setdefault("synthesize", {}).update(
         n_blast=SCALE * n_blast, n_not_blast=SCALE * n_not_blast
     )
-    scaled.setdefault("train", {})["epochs"] = 1  # peak memory does not grow with epochs
+    # peak memory does not grow with epochs (one epoch: no warm-up)
+    scaled.setdefault("train", {}).update(epochs=1, warmup_epochs=0)
 
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)

@@ -23,23 +23,35 @@ def tiny_params() -> dict:
 
 def build(folder: Path) -> dict[str, Path]:
     """Write params.yaml and run synthesize, augment and prepare into `folder`; their paths."""
-    paths = {name: folder / name for name in ("synthetic", "augmented", "prepared")}
-    paths["params"] = folder / "params.yaml"
-    paths["params"].write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
-    extra = folder / "side"
-    extra.mkdir(exist_ok=True)
-    commands = {
-        "synthesize": ["--output", paths["synthetic"]],
-        "augment": [
-            *("--input", paths["synthetic"], "--output", paths["augmented"]),
-            *("--preview", extra / "preview.png", "--classes", extra / "classes.csv"),
-            *("--manifest", extra / "manifest.csv", "--report", extra / "data.json"),
-        ],
-        "prepare": ["--input", paths["augmented"], "--output", paths["prepared"]],
-    }
-    for stage, args in commands.items():
-        cmd = [sys.executable, str(ROOT / "stages" / f"{stage}.py"), "--params", paths["params"]]
-        done = subprocess.run([str(a) for a in cmd + args], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"bench: tiny {stage} failed:\n{done.stdout}{done.stderr}")
-    return paths
+    params = folder / "params.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    params.write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    synthetic = folder / "synthetic"
+    run_stage("synthesize", params, "--output", synthetic)
+    return {"synthetic": synthetic, **augment_and_prepare(folder, params, synthetic)}
+
+
+def augment_and_prepare(folder: Path, params: Path, data: Path) -> dict[str, Path]:
+    """Run the augment and prepare stage scripts on the data folder `data` into `folder`; the
+    paths of params and of the augmented and prepared folders."""
+    paths = {name: folder / name for name in ("augmented", "prepared")}
+    side = folder / "side"
+    side.mkdir(parents=True, exist_ok=True)
+    run_stage(
+        "augment",
+        params,
+        *("--input", data),
+        *("--output", paths["augmented"], "--preview", side / "preview.png"),
+        *("--classes", side / "classes.csv", "--manifest", side / "manifest.csv"),
+        *("--report", side / "data.json"),
+    )
+    run_stage("prepare", params, "--input", paths["augmented"], "--output", paths["prepared"])
+    return {"params": params, **paths}
+
+
+def run_stage(stage: str, params: Path, *args: object) -> None:
+    """Run stages/<stage>.py with `params` and `args`; SystemExit with its output if it fails."""
+    cmd = [sys.executable, str(ROOT / "stages" / f"{stage}.py"), "--params", params, *args]
+    done = subprocess.run([str(a) for a in cmd], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: tiny {stage} failed:\n{done.stdout}{done.stderr}")

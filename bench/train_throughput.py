@@ -78,7 +78,8 @@ def build(params: Params, spec: prepared.Spec, policy: str) -> keras.Model:
     keras.mixed_precision.set_global_policy(policy)
     train.make_deterministic(params.base.seed)
     net = model.build(params.model, spec.image_size, len(spec.classes))
-    train.compile_model(net, len(spec.classes), params.train.learning_rate)
+    per_epoch = -(-spec.images["train"] // params.train.batch_size)
+    train.compile_model(net, len(spec.classes), params.train, per_epoch)
     return net
 
 

@@ -46,7 +46,9 @@ def test_two_workers_train_to_completion_and_only_the_chief_writes(tmp_path):
     _prepared(prepared, 32)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["model"].update(width=0.125, dense_units=16)
-    raw["train"].update(epochs=2, batch_size=8, strategy="multi_worker", precision="float32")
+    raw["train"].update(
+        epochs=2, warmup_epochs=0, batch_size=8, strategy="multi_worker", precision="float32"
+    )
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
 

@@ -164,10 +164,20 @@ def test_the_seed_cnns_gradcam_layer_is_its_last_convolutions_relu():
     assert explain.resolve_layer(net, convs[0].name) == convs[0].name
 
 
-def test_alexnets_gradcam_layer_is_its_last_convolution():
+def test_alexnets_gradcam_layer_is_its_last_convolutions_activation():
     net = model.build(_model_params(architecture="alexnet", width=0.125, dense_units=16), 67, 3)
     convs = [layer for layer in net.layers if isinstance(layer, layers.Conv2D)]
-    assert explain.last_conv_layer(net) == convs[-1].name  # its activation is built in
+    chosen = net.get_layer(explain.last_conv_layer(net))
+    assert isinstance(chosen, layers.ReLU)
+    assert chosen.input is convs[-1].output
+
+
+def test_with_batch_norm_the_gradcam_layer_is_the_relu_after_the_normalisation():
+    net = model.build(_model_params(batch_norm=True), 64, 2)
+    chosen = net.get_layer(explain.last_conv_layer(net))
+    assert isinstance(chosen, layers.ReLU)
+    normalisation = [layer for layer in net.layers if isinstance(layer, layers.BatchNormalization)]
+    assert chosen.input is normalisation[-1].output
 
 
 def test_a_bad_layer_names_the_key_and_the_choices():

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from blastcell import params
@@ -61,7 +62,7 @@ def test_seed_cnn_matches_the_seed_summary():
 
 
 def test_model_scales_pixels_itself():
-    net = model.build(_params().model, 64, 2)
+    net = model.build(_params("model.input_scaling=unit").model, 64, 2)
     assert isinstance(net.layers[1], keras.layers.Rescaling)
     assert net.layers[1].scale == pytest.approx(1 / 255)
 
@@ -85,6 +86,55 @@ def test_blocks_that_shrink_the_image_to_nothing_name_the_block():
     with pytest.raises(params.ParamsError, match=r"model.blocks\[1\].*prepare.image_size=16"):
         model.build(_params(f"model.blocks={blocks}").model, 16, 2)
     assert model.build(_params(f"model.blocks={blocks}").model, 32, 2).output.shape[1:] == (2,)
+
+
+def test_seed_parameter_count_is_kept_by_standardization_and_grown_by_batch_norm():
+    seed = _params("model.width=1.0", "model.input_scaling=unit", "model.batch_norm=false")
+    assert model.build(seed.model, 257, 2).count_params() == SEED_PARAMS
+    standardized = _params("model.width=1.0", "model.input_scaling=standardize").model
+    assert model.build(standardized, 257, 2).count_params() == SEED_PARAMS  # constants only
+    normalised = _params("model.width=1.0", "model.batch_norm=true").model
+    net = model.build(normalised, 257, 2)
+    bn = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    convs = [layer for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(bn) == len(convs) == 5
+    assert not any(c.use_bias for c in convs)
+    # each convolution loses its bias (filters) and gains gamma, beta, mean, variance
+    assert net.count_params() == SEED_PARAMS + 3 * sum(c.filters for c in convs)
+
+
+def test_input_stats_are_the_scaled_pixels_mean_and_variance():
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (n, 5, 5, 3), dtype=np.uint8) for n in (4, 3)]
+    stats = model.input_stats(iter(batches))
+    pixels = np.concatenate(batches).reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(stats.mean, pixels.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats.variance, pixels.var(axis=0), rtol=1e-9)
+    with pytest.raises(DataError, match="no training images"):
+        model.input_stats(iter([]))
+
+
+def test_center_scales_pixels_to_minus_one_to_one():
+    net = model.build(_params("model.input_scaling=center").model, 64, 2)
+    scaling = keras.Model(net.input, net.layers[1].output)
+    x = np.array([0, 127.5, 255], dtype=np.float32).reshape(1, 1, 3, 1).repeat(3, axis=3)
+    x = np.pad(x, ((0, 0), (0, 63), (0, 61), (0, 0)))
+    np.testing.assert_allclose(scaling.predict(x, verbose=0)[0, 0, :3, 0], [-1, 0, 1])
+
+
+def test_a_standardized_model_keeps_its_statistics_when_saved(tmp_path):
+    stats = model.InputStats((0.8, 0.7, 0.75), (0.04, 0.09, 0.01))
+    settings = _params(
+        "model.width=0.125", "model.dense_units=8", "model.input_scaling=standardize"
+    )
+    net = model.build(settings.model, 32, 2, stats)
+    x = np.full((1, 32, 32, 3), [204, 178.5, 191.25], dtype=np.float32)  # the mean, in pixels
+    standardize = keras.Model(net.input, net.get_layer("standardize").output)
+    np.testing.assert_allclose(standardize.predict(x, verbose=0), 0.0, atol=1e-5)
+    path = tmp_path / "model.keras"
+    model.save(net, path)
+    loaded = model.load(path, image_size=32, n_classes=2)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), net.predict(x, verbose=0))
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,9 @@ def test_committed_params_load():
     assert loaded.model.architecture == "seed_cnn"
     assert len(loaded.model.blocks) == 5
     assert loaded.model.blocks[1].stride == 1  # an optional part of a block, absent
-    assert loaded.train.batch_size == 100
-    assert loaded.train.learning_rate == pytest.approx(1e-4)
+    assert loaded.train.batch_size == 100  # the seed's; the rest of the recipe is measured
+    assert (loaded.train.schedule, loaded.train.patience) == ("cosine", 8)
+    assert loaded.train.learning_rate == pytest.approx(5e-4)
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,10 @@ def test_committed_params_load():
         ("model.blocks=[]", "'model.blocks' must be a non-empty list of blocks"),
         ("model.blocks.0.filters=0", "'model.blocks[0].filters' must be an integer >= 1"),
         ("train.precision=float64", "'train.precision' must be one of"),
+        ("train.warmup_epochs=50", "'train.warmup_epochs' must be below 'train.epochs'"),
+        ("train.schedule=linear", "'train.schedule' must be one of ['constant', 'cosine']"),
+        ("train.label_smoothing=1", "'train.label_smoothing' must be a number in [0, 1)"),
+        ("model.input_scaling=none", "'model.input_scaling' must be one of ['unit', 'center'"),
         ("synthesize.image_size=8", "'synthesize.image_size' must be an integer in [16, 2048]"),
         ("evaluate.bootstrap=-1", "'evaluate.bootstrap' must be an integer in [0, 1000000]"),
         ("evaluate.calibration_bins=0", "'evaluate.calibration_bins' must be an integer in"),

@@ -105,6 +105,7 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
         ({"audit__min_inliers": 30}, ["audit"]),
         ({"model__dropout": 0.25}, ["train", "evaluate", "explain"]),
         ({"train__learning_rate": 0.001}, ["train", "evaluate", "explain"]),
+        ({"train__warmup_epochs": 0}, ["train", "evaluate", "explain"]),
         ({"evaluate__batch_size": 8}, ["evaluate"]),
         ({"explain__per_class": 1}, ["explain"]),
         ({"cv__splits": 3}, []),  # read by cv/dvc.yaml only

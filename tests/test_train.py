@@ -1,10 +1,30 @@
-"""Training keeps the best-validation weights and compiles the seed's loss."""
+"""Training keeps the best-validation weights, stops when patience runs out, and compiles the
+recipe that the params describe (the seed's loss and constant rate, or a warm-up and cosine)."""
 
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 from blastcell import train  # noqa: E402
+from blastcell.params import TrainParams  # noqa: E402
+
+SEED_RECIPE = {
+    "epochs": 10,
+    "batch_size": 100,
+    "learning_rate": 1e-4,
+    "schedule": "constant",
+    "warmup_epochs": 0,
+    "patience": 0,
+    "label_smoothing": 0.0,
+    "precision": "float32",
+    "monitor": "val_loss",
+    "shuffle_buffer": 100,
+    "strategy": "auto",
+}
+
+
+def _recipe(**changes) -> TrainParams:
+    return TrainParams(**{**SEED_RECIPE, **changes})
 
 
 def _tiny_model() -> "keras.Model":
@@ -36,12 +56,78 @@ def test_keep_best_by_accuracy_prefers_higher():
     assert keep.best_epoch == 1
 
 
+def test_patience_stops_after_that_many_epochs_without_a_better_one():
+    model = _tiny_model()
+    keep = train.KeepBest("val_loss", patience=2)
+    keep.set_model(model)
+    losses = [0.9, 0.5, 0.6, 0.55, 0.4]  # the last never comes: stopped after epoch 4
+    for epoch, val_loss in enumerate(losses):
+        keep.on_epoch_end(epoch, {"val_loss": val_loss})
+        if getattr(model, "stop_training", False):
+            break
+    assert (keep.best_epoch, keep.epochs_run, keep.stopped_early) == (1, 4, True)
+
+
+def test_no_patience_never_stops():
+    model = _tiny_model()
+    keep = train.KeepBest("val_loss", patience=0)
+    keep.set_model(model)
+    for epoch in range(6):
+        keep.on_epoch_end(epoch, {"val_loss": 1.0 + epoch})
+    assert not getattr(model, "stop_training", False)
+    assert (keep.stopped_early, keep.epochs_run) == (False, 6)
+
+
 @pytest.mark.parametrize(
-    ("n_classes", "loss"), [(2, "binary_crossentropy"), (4, "categorical_crossentropy")]
+    ("summary", "reason", "improving"),
+    [
+        ((3, 10, 7, True, 4), "no better val_loss in 4 epochs", False),
+        ((10, 10, 10, False, 0), "all epochs run, still improving", True),
+        ((6, 10, 10, False, 0), "all epochs run", False),
+        ((1, 1, 1, False, 0), "all epochs run", False),
+    ],
+)
+def test_the_summary_says_why_training_ended(summary, reason, improving):
+    best, epochs, run, early, patience = summary
+    got = train.Summary(best, epochs, {}, run, early, "val_loss", patience)
+    assert (got.stop_reason(), got.still_improving) == (reason, improving)
+
+
+@pytest.mark.parametrize(
+    ("n_classes", "loss"),
+    [(2, keras.losses.BinaryCrossentropy), (4, keras.losses.CategoricalCrossentropy)],
 )
 def test_loss_follows_the_seed_for_two_classes(n_classes, loss):
     inputs = keras.Input(shape=(4,))
     model = keras.Model(inputs, keras.layers.Dense(n_classes, activation="softmax")(inputs))
-    train.compile_model(model, n_classes, 1e-4)
-    assert model.loss == loss
+    train.compile_model(model, n_classes, _recipe(), steps_per_epoch=5)
+    assert isinstance(model.loss, loss)
+    assert model.loss.get_config()["label_smoothing"] == 0
     assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
+
+
+def _rates(params: TrainParams, steps_per_epoch: int, at: list[int]) -> list[float]:
+    schedule = train.learning_rate(params, steps_per_epoch)
+    return [float(schedule(step)) for step in at]
+
+
+def test_warmup_rises_linearly_then_cosine_decays_to_zero_at_the_last_epoch():
+    params = _recipe(schedule="cosine", warmup_epochs=2, learning_rate=1e-3)  # 10 epochs
+    start, mid_warmup, peak, mid_decay, end = _rates(params, 5, [0, 5, 10, 30, 50])
+    assert start == pytest.approx(0)
+    assert mid_warmup == pytest.approx(5e-4)
+    assert peak == pytest.approx(1e-3)
+    assert mid_decay == pytest.approx(5e-4, rel=1e-3)  # half-way through the decay: cos = 0
+    assert end == pytest.approx(0, abs=1e-9)
+
+
+def test_constant_schedule_with_warmup_holds_the_peak():
+    params = _recipe(warmup_epochs=1, learning_rate=1e-3)
+    assert _rates(params, 4, [2, 4, 20, 39]) == pytest.approx([5e-4, 1e-3, 1e-3, 1e-3])
+
+
+def test_label_smoothing_reaches_the_loss():
+    inputs = keras.Input(shape=(4,))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs))
+    train.compile_model(model, 3, _recipe(label_smoothing=0.1), steps_per_epoch=1)
+    assert model.loss.get_config()["label_smoothing"] == pytest.approx(0.1)

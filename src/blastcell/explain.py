@@ -67,15 +67,21 @@ def feature_layers(net: keras.Model) -> list[str]:
 
 
 def last_conv_layer(net: keras.Model) -> str:
-    """The last Conv2D's activation layer (ReLU directly after it), else the Conv2D itself."""
+    """The last Conv2D's activation layer (the ReLU directly after it, or after its batch
+    normalisation), else the Conv2D itself."""
     convs = [i for i, layer in enumerate(net.layers) if isinstance(layer, keras.layers.Conv2D)]
     if not convs:
         raise ValueError(f"model '{net.name}' has no Conv2D layer: Grad-CAM needs one")
-    conv = net.layers[convs[-1]]
-    after = net.layers[convs[-1] + 1] if convs[-1] + 1 < len(net.layers) else None
-    if isinstance(after, _ACTIVATIONS) and _is_4d(after) and after.input is conv.output:
-        return after.name
-    return conv.name
+    source = net.layers[convs[-1]]
+    for after in net.layers[convs[-1] + 1 : convs[-1] + 3]:
+        if not (_is_4d(after) and after.input is source.output):
+            break
+        if isinstance(after, _ACTIVATIONS):
+            return after.name
+        if not isinstance(after, keras.layers.BatchNormalization):
+            break
+        source = after
+    return net.layers[convs[-1]].name
 
 
 def resolve_layer(net: keras.Model, name: str | None) -> str:

@@ -2,16 +2,21 @@
 
 `save` writes a model reproducibly; `load` reads a trained one back, checked against its use.
 
-Models take raw uint8-range RGB pixels; scaling by 1/255 is the model's first layer, so a saved
-model can be used on images straight from disk.
+Models take raw uint8-range RGB pixels; scaling them (`model.input_scaling`: to [0, 1], to
+[-1, 1], or per channel to mean 0 and variance 1 by the training images' statistics, kept in the
+model as constants) is the model's first layer, so a saved model can be used on images straight
+from disk.
 """
 
 from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from blastcell.files import DataError
 from blastcell.params import Block, ModelParams, ParamsError
@@ -47,23 +52,79 @@ def _check_spatial(size: int, block: Block, index: int, image_size: int) -> int:
     return size
 
 
-def seed_cnn(params: ModelParams, image_size: int, n_classes: int) -> keras.Model:
+@dataclass(frozen=True)
+class InputStats:
+    """Per-channel mean and variance of the training images' pixels, scaled to [0, 1]."""
+
+    mean: tuple[float, float, float]
+    variance: tuple[float, float, float]
+
+
+UNIT_STATS = InputStats((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # standardizing by these changes nothing
+
+
+def input_stats(batches: Iterable[np.ndarray]) -> InputStats:
+    """The per-channel mean and variance of the pixels / 255 of uint8 RGB image batches, summed
+    in float64 one batch at a time."""
+    count, total, squares = 0, np.zeros(3), np.zeros(3)
+    for batch in batches:
+        pixels = np.asarray(batch, dtype=np.float64).reshape(-1, 3) / 255.0
+        count += len(pixels)
+        total += pixels.sum(axis=0)
+        squares += np.square(pixels).sum(axis=0)
+    if count == 0:
+        raise DataError("no training images to standardize the inputs by")
+    mean = total / count
+    variance = np.maximum(squares / count - np.square(mean), 1e-12)
+    return InputStats(tuple(map(float, mean)), tuple(map(float, variance)))
+
+
+def scaled_inputs(image_size: int, params: ModelParams, stats: InputStats | None):
+    """The model's input and its pixels scaled as `model.input_scaling` says: by 1/255, to
+    [-1, 1], or by 1/255 and then standardized by `stats` (the unit statistics, a no-op, when
+    none are given: `blastcell summary`)."""
+    inputs = keras.Input(shape=(image_size, image_size, 3))
+    if params.input_scaling == "center":
+        return inputs, layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    if params.input_scaling == "standardize":
+        stats = stats or UNIT_STATS
+        x = layers.Normalization(
+            axis=-1, mean=list(stats.mean), variance=list(stats.variance), name="standardize"
+        )(x)
+    return inputs, x
+
+
+def conv_relu(x, filters: int, kernel: int, batch_norm: bool, **conv_args):
+    """Conv2D → ReLU, or Conv2D (no bias: the normalisation's shift replaces it) → batch
+    normalisation → ReLU. The normalisation's moving statistics keep 0.9 of their value per
+    step (PyTorch's default; Keras's 0.99 lags by hundreds of steps, more than a small data
+    set's whole run, and validation then sees statistics of the untrained network)."""
+    x = layers.Conv2D(filters, kernel, use_bias=not batch_norm, **conv_args)(x)
+    if batch_norm:
+        x = layers.BatchNormalization(momentum=0.9)(x)
+    return layers.ReLU()(x)
+
+
+def seed_cnn(
+    params: ModelParams, image_size: int, n_classes: int, stats: InputStats | None = None
+) -> keras.Model:
     """The seed's CNN: conv blocks, global average pooling, dense, dropout, softmax."""
     size = image_size
     for i, block in enumerate(params.blocks):
         size = _check_spatial(size, block, i, image_size)
-    inputs = keras.Input(shape=(image_size, image_size, 3))
-    x = layers.Rescaling(1.0 / 255)(inputs)
+    inputs, x = scaled_inputs(image_size, params, stats)
     for block in params.blocks:
         if block.zero_pad is not None and not block.zero_pad_after:
             x = layers.ZeroPadding2D(block.zero_pad)(x)
-        x = layers.Conv2D(
+        x = conv_relu(
+            x,
             scaled(block.filters, params.width),
             block.kernel,
+            params.batch_norm,
             strides=block.stride,
             padding=block.conv_padding,
-        )(x)
-        x = layers.ReLU()(x)
+        )
         if block.zero_pad is not None and block.zero_pad_after:
             x = layers.ZeroPadding2D(block.zero_pad)(x)
         if block.pool is not None:
@@ -78,7 +139,9 @@ def seed_cnn(params: ModelParams, image_size: int, n_classes: int) -> keras.Mode
     return keras.Model(inputs, outputs, name="seed_cnn")
 
 
-def alexnet(params: ModelParams, image_size: int, n_classes: int) -> keras.Model:
+def alexnet(
+    params: ModelParams, image_size: int, n_classes: int, stats: InputStats | None = None
+) -> keras.Model:
     """AlexNet (Krizhevsky et al. 2012), the seed's comparison model, single-tower.
 
     Convolution widths follow the paper, scaled by `model.width`; the two hidden dense layers
@@ -90,15 +153,14 @@ def alexnet(params: ModelParams, image_size: int, n_classes: int) -> keras.Model
             f"got {image_size}"
         )
     w = params.width
-    inputs = keras.Input(shape=(image_size, image_size, 3))
-    x = layers.Rescaling(1.0 / 255)(inputs)
-    x = layers.Conv2D(scaled(96, w), 11, strides=4, activation="relu")(x)
+    inputs, x = scaled_inputs(image_size, params, stats)
+    bn = params.batch_norm
+    x = conv_relu(x, scaled(96, w), 11, bn, strides=4)
     x = layers.MaxPool2D(3, strides=2)(x)
-    x = layers.Conv2D(scaled(256, w), 5, padding="same", activation="relu")(x)
+    x = conv_relu(x, scaled(256, w), 5, bn, padding="same")
     x = layers.MaxPool2D(3, strides=2)(x)
-    x = layers.Conv2D(scaled(384, w), 3, padding="same", activation="relu")(x)
-    x = layers.Conv2D(scaled(384, w), 3, padding="same", activation="relu")(x)
-    x = layers.Conv2D(scaled(256, w), 3, padding="same", activation="relu")(x)
+    for filters in (384, 384, 256):
+        x = conv_relu(x, scaled(filters, w), 3, bn, padding="same")
     x = layers.MaxPool2D(3, strides=2)(x)
     x = layers.Flatten()(x)
     for _ in range(2):
@@ -108,10 +170,13 @@ def alexnet(params: ModelParams, image_size: int, n_classes: int) -> keras.Model
     return keras.Model(inputs, outputs, name="alexnet")
 
 
-def build(params: ModelParams, image_size: int, n_classes: int) -> keras.Model:
-    """The model that the `model` params describe, for square RGB inputs of `image_size`."""
+def build(
+    params: ModelParams, image_size: int, n_classes: int, stats: InputStats | None = None
+) -> keras.Model:
+    """The model that the `model` params describe, for square RGB inputs of `image_size`;
+    `stats` are the training images' (see `input_stats`), used by `input_scaling: standardize`."""
     builders = {"seed_cnn": seed_cnn, "alexnet": alexnet}
-    return builders[params.architecture](params, image_size, n_classes)
+    return builders[params.architecture](params, image_size, n_classes, stats)
 
 
 def load(

@@ -160,6 +160,14 @@ class ModelParams(Section):
         "the seed CNN's convolution blocks, in order",
         strict=False,  # a YAML list
     )
+    input_scaling: Literal["unit", "center", "standardize"] = _param(
+        "unit: pixels / 255, in [0, 1] (the seed's) | center: pixels / 127.5 - 1, in [-1, 1] | "
+        "standardize: each colour channel to mean 0 and variance 1 by the training images' "
+        "statistics (kept in the model)"
+    )
+    batch_norm: bool = _param(
+        "batch normalisation after every convolution, before its ReLU; the seed: false"
+    )
     dense_units: int = _param("units of each dense layer", ge=1)
     dropout: float = _param("dropout rate after each dense layer", ge=0, lt=1)
 
@@ -175,7 +183,23 @@ class ModelParams(Section):
 class TrainParams(Section):
     epochs: int = _param("passes over the training images", ge=1, le=10_000)
     batch_size: int = _param("images per training step", ge=1, le=4096)
-    learning_rate: float = _param("Adam's learning rate", gt=0, lt=1)
+    learning_rate: float = _param("Adam's learning rate; its peak, after the warm-up", gt=0, lt=1)
+    schedule: Literal["constant", "cosine"] = _param(
+        "constant: the seed's | cosine: from the peak down to 0 at the last epoch"
+    )
+    warmup_epochs: int = _param(
+        "epochs in which the learning rate rises linearly from 0 to its peak; 0: none",
+        ge=0,
+        le=10_000,
+    )
+    patience: int = _param(
+        "stop after this many epochs without a better monitor (the best kept); 0: never",
+        ge=0,
+        le=10_000,
+    )
+    label_smoothing: float = _param(
+        "share of each one-hot label spread evenly over the classes; the seed: 0", ge=0, lt=1
+    )
     precision: Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"] = _param(
         "auto: mixed_bfloat16 where the hardware has it, else float32"
     )
@@ -184,6 +208,15 @@ class TrainParams(Section):
     strategy: Literal["auto", "mirrored", "multi_worker"] = _param(
         "auto: one device | mirrored: all local GPUs | multi_worker: the cluster in TF_CONFIG"
     )
+
+    @model_validator(mode="after")
+    def _warmup_within_epochs(self) -> TrainParams:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                "'train.warmup_epochs' must be below 'train.epochs', leaving epochs at the peak "
+                f"learning rate, got {self.warmup_epochs} of {self.epochs}"
+            )
+        return self
 
 
 class EvaluateParams(Section):

@@ -1,6 +1,8 @@
-"""The train stage: build the model from params and train it with the seed's recipe (Adam,
-cross-entropy on a softmax, fixed batch size), keeping the best epoch's weights.
+"""The train stage: build the model from params and train it, keeping the best epoch's weights.
 
+The recipe is params: Adam at `train.learning_rate`, constant (the seed's) or on a cosine
+schedule, after an optional linear warm-up; cross-entropy on a softmax with optional label
+smoothing; early stopping after `train.patience` epochs without a better `train.monitor`.
 Labels are one-hot, as in the seed; with two classes the loss is binary cross-entropy on the
 2-unit softmax (the seed's choice), with more it is categorical cross-entropy.
 """
@@ -27,34 +29,68 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def compile_model(model: keras.Model, n_classes: int, learning_rate: float) -> None:
-    """Attach the seed's optimizer and loss, with accuracy as the metric."""
-    loss = "binary_crossentropy" if n_classes == 2 else "categorical_crossentropy"
+def learning_rate(
+    params: TrainParams, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """`train.learning_rate`, or the schedule that `train.schedule` and `train.warmup_epochs`
+    make of it, stepped once per batch: a linear rise from 0 over the warm-up, then constant or
+    a cosine decay to 0 at the end of the last epoch."""
+    if params.schedule == "constant" and params.warmup_epochs == 0:
+        return params.learning_rate  # the seed's
+    warmup = params.warmup_epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else params.learning_rate,
+        decay_steps=max(1, (params.epochs - params.warmup_epochs) * steps_per_epoch),
+        alpha=1.0 if params.schedule == "constant" else 0.0,  # 1: no decay
+        warmup_target=params.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def compile_model(
+    model: keras.Model, n_classes: int, params: TrainParams, steps_per_epoch: int
+) -> None:
+    """Attach Adam with the learning rate (schedule) and the loss of `params`, with accuracy as
+    the metric."""
+    smoothing = params.label_smoothing
+    loss = (
+        keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
+        if n_classes == 2
+        else keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+    )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate(params, steps_per_epoch)),
         loss=loss,
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
 
 
 class KeepBest(keras.callbacks.Callback):
-    """Remember the weights of the best epoch by `monitor` and restore them when training ends."""
+    """Remember the weights of the best epoch by `monitor` and restore them when training ends;
+    with `patience`, stop once that many epochs have passed without a better one."""
 
-    def __init__(self, monitor: str) -> None:
+    def __init__(self, monitor: str, patience: int = 0) -> None:
         super().__init__()
         self.monitor = monitor
+        self.patience = patience
         self.better = np.less if monitor.endswith("loss") else np.greater
         self.best: float | None = None
         self.best_epoch = -1
         self.best_logs: dict[str, float] = {}
+        self.epochs_run = 0
+        self.stopped_early = False
         self._weights: list[np.ndarray] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epochs_run = epoch + 1
         value = float((logs or {})[self.monitor])
         if self.best is None or self.better(value, self.best):
             self.best, self.best_epoch = value, epoch
             self.best_logs = {k: float(v) for k, v in (logs or {}).items()}
             self._weights = self.model.get_weights()
+        elif self.patience and epoch - self.best_epoch >= self.patience:
+            self.stopped_early = True
+            self.model.stop_training = True
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self._weights is not None:
@@ -109,11 +145,30 @@ class ProgressBar(keras.callbacks.Callback):
 
 @dataclass(frozen=True)
 class Summary:
-    """What training reports: the best epoch (1-based) and its metrics."""
+    """What training reports: the best epoch (1-based) and its metrics, the epochs planned and
+    run, and whether early stopping ended it (after `patience` epochs without a better
+    `monitor`)."""
 
     best_epoch: int
     epochs: int
     logs: dict[str, float]
+    epochs_run: int
+    stopped_early: bool
+    monitor: str
+    patience: int
+
+    @property
+    def still_improving(self) -> bool:
+        """Whether the best epoch was the last of all the epochs planned (and not the only one)."""
+        return not self.stopped_early and self.epochs > 1 and self.best_epoch == self.epochs
+
+    def stop_reason(self) -> str:
+        """Why training ended, in a few words."""
+        if self.stopped_early:
+            return f"no better {self.monitor} in {self.patience} epochs"
+        if self.still_improving:
+            return "all epochs run, still improving"
+        return "all epochs run"
 
 
 def steps(dataset: tf.data.Dataset) -> int | None:
@@ -133,7 +188,7 @@ def fit(
 
     Keras prints nothing; a progress bar is drawn on a terminal.
     """
-    keep = KeepBest(params.monitor)
+    keep = KeepBest(params.monitor, params.patience)
     model.fit(
         train,
         validation_data=val,
@@ -142,7 +197,15 @@ def fit(
         shuffle=False,  # the dataset reshuffles itself each epoch
         verbose=0,
     )
-    return Summary(keep.best_epoch + 1, params.epochs, keep.best_logs)
+    return Summary(
+        keep.best_epoch + 1,
+        params.epochs,
+        keep.best_logs,
+        keep.epochs_run,
+        keep.stopped_early,
+        params.monitor,
+        params.patience,
+    )
 
 
 @dataclass(frozen=True)
@@ -177,6 +240,9 @@ class Trained:
         return {
             "best_epoch": self.summary.best_epoch,
             "epochs": self.summary.epochs,
+            "epochs_run": self.summary.epochs_run,
+            "stopped_early": self.summary.stopped_early,
+            "stop_reason": self.summary.stop_reason(),
             "parameter_count": self.model.count_params(),
             "train_images": self.spec.images["train"],
             "val_images": self.spec.images["val"],
@@ -184,19 +250,31 @@ class Trained:
         }
 
     def metrics(self) -> dict[str, object]:
-        """What `dvc exp show` compares: the best epoch and the number of parameters."""
-        n_params = self.model.count_params()
-        return {"best_epoch": self.summary.best_epoch, "parameter_count": n_params}
+        """What `dvc exp show` compares: the best epoch, the epochs run, whether training
+        stopped early and why, and the number of parameters."""
+        return {
+            "best_epoch": self.summary.best_epoch,
+            "epochs_run": self.summary.epochs_run,
+            "stopped_early": self.summary.stopped_early,
+            "stop_reason": self.summary.stop_reason(),
+            "parameter_count": self.model.count_params(),
+        }
 
     def describe(self, monitor: str) -> str:
         """One line: the best epoch and its scores, the model's size, the speed."""
         logs = self.summary.logs
         scores = ", ".join(f"{k} {logs[k]:.3f}" for k in ("val_loss", "val_accuracy") if k in logs)
-        seconds = self.seconds
-        rate = self.spec.images["train"] * self.summary.epochs / seconds if seconds > 0 else 0.0
+        seconds, run = self.seconds, self.summary
+        rate = self.spec.images["train"] * run.epochs_run / seconds if seconds > 0 else 0.0
+        if run.stopped_early:
+            ended = f"; stopped early after epoch {run.epochs_run}: {run.stop_reason()}"
+        elif run.still_improving:
+            ended = "; still improving at the last epoch: more train.epochs may help"
+        else:
+            ended = ""
         return (
-            f"best epoch {self.summary.best_epoch} of {self.summary.epochs} by {monitor} "
-            f"({scores}); {self.model.count_params():,} parameters, {self.policy}, "
+            f"best epoch {run.best_epoch} of {run.epochs} by {monitor} ({scores}){ended}; "
+            f"{self.model.count_params():,} parameters, {self.policy}, "
             f"{self.replicas} replica(s); {seconds:.0f} s, {rate:.0f} images/s"
         )
 
@@ -207,10 +285,12 @@ def train(
     params: TrainParams,
     seed: int,
     curves: Callable[[str, list[dict]], None] | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> Trained:
     """Train the model that `model_params` describes on the prepared folder `data`.
 
-    `curves(name, records)` gets the loss and accuracy curves after every epoch (see Curves).
+    `curves(name, records)` gets the loss and accuracy curves after every epoch (see Curves);
+    `callbacks` are more Keras callbacks for `fit` (e.g. a benchmark's timer).
     With `train.strategy: multi_worker`, every worker runs this; only the chief's result is
     meant to be written (`Trained.chief`).
     """
@@ -236,11 +316,16 @@ def train(
         )
         for name in ("train", "val")
     )
+    stats = None
+    if model_params.input_scaling == "standardize":
+        stats = model.input_stats(x for x, _ in prepared.iterate(data, "train", 256))
     with strategy.scope():
-        net = model.build(model_params, spec.image_size, len(spec.classes))
-        compile_model(net, len(spec.classes), params.learning_rate)
+        net = model.build(model_params, spec.image_size, len(spec.classes), stats)
+        per_epoch = steps(train_set) or -(-spec.images["train"] // params.batch_size)
+        compile_model(net, len(spec.classes), params, per_epoch)
     chief = devices.is_chief()
-    callbacks = [Curves(curves)] if curves is not None and chief else []
+    if curves is not None and chief:
+        callbacks = [Curves(curves), *callbacks]
     start = time.monotonic()
     summary = fit(net, train_set, val_set, params, callbacks)
     seconds = time.monotonic() - start
