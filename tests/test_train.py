@@ -79,18 +79,20 @@ def test_no_patience_never_stops():
 
 
 @pytest.mark.parametrize(
-    ("summary", "reason", "improving"),
+    ("summary", "reason", "sentence"),
     [
-        ((3, 10, 7, True, 4), "no better val_loss in 4 epochs", False),
-        ((10, 10, 10, False, 0), "all epochs run, still improving", True),
-        ((6, 10, 10, False, 0), "all epochs run", False),
-        ((1, 1, 1, False, 0), "all epochs run", False),
+        ((3, 10, 7, True, 4), "patience", "stopped early after epoch 7: no better val_loss in 4"),
+        ((10, 10, 10, False, 0), "all epochs, improving", "all 10 epochs run, still improving"),
+        ((6, 10, 10, False, 0), "all epochs", "all 10 epochs run"),
+        ((1, 1, 1, False, 0), "all epochs", "all 1 epochs run"),
     ],
 )
-def test_the_summary_says_why_training_ended(summary, reason, improving):
+def test_the_summary_says_why_training_ended(summary, reason, sentence):
     best, epochs, run, early, patience = summary
     got = train.Summary(best, epochs, {}, run, early, "val_loss", patience)
-    assert (got.stop_reason(), got.still_improving) == (reason, improving)
+    assert got.stop_reason() == reason
+    assert got.explain_stop().startswith(sentence)
+    assert got.still_improving == (reason == "all epochs, improving")
 
 
 @pytest.mark.parametrize(

@@ -163,12 +163,23 @@ class Summary:
         return not self.stopped_early and self.epochs > 1 and self.best_epoch == self.epochs
 
     def stop_reason(self) -> str:
-        """Why training ended, in a few words."""
+        """Why training ended, in a word or three (a column of `dvc exp show`): "patience" (no
+        better `monitor` in `patience` epochs), "all epochs", or "all epochs, improving" (the
+        best epoch was the last)."""
         if self.stopped_early:
-            return f"no better {self.monitor} in {self.patience} epochs"
+            return "patience"
+        return "all epochs, improving" if self.still_improving else "all epochs"
+
+    def explain_stop(self) -> str:
+        """Why training ended, in a sentence."""
+        if self.stopped_early:
+            return (
+                f"stopped early after epoch {self.epochs_run}: no better {self.monitor} in "
+                f"{self.patience} epochs"
+            )
         if self.still_improving:
-            return "all epochs run, still improving"
-        return "all epochs run"
+            return f"all {self.epochs} epochs run, still improving at the last: more may help"
+        return f"all {self.epochs} epochs run"
 
 
 def steps(dataset: tf.data.Dataset) -> int | None:
@@ -242,7 +253,7 @@ class Trained:
             "epochs": self.summary.epochs,
             "epochs_run": self.summary.epochs_run,
             "stopped_early": self.summary.stopped_early,
-            "stop_reason": self.summary.stop_reason(),
+            "stop_reason": self.summary.explain_stop(),
             "parameter_count": self.model.count_params(),
             "train_images": self.spec.images["train"],
             "val_images": self.spec.images["val"],
@@ -250,12 +261,11 @@ class Trained:
         }
 
     def metrics(self) -> dict[str, object]:
-        """What `dvc exp show` compares: the best epoch, the epochs run, whether training
-        stopped early and why, and the number of parameters."""
+        """What `dvc exp show` compares: the best epoch, the epochs run and why no more (see
+        `Summary.stop_reason`: "patience" is an early stop), and the number of parameters."""
         return {
             "best_epoch": self.summary.best_epoch,
             "epochs_run": self.summary.epochs_run,
-            "stopped_early": self.summary.stopped_early,
             "stop_reason": self.summary.stop_reason(),
             "parameter_count": self.model.count_params(),
         }
@@ -266,12 +276,7 @@ class Trained:
         scores = ", ".join(f"{k} {logs[k]:.3f}" for k in ("val_loss", "val_accuracy") if k in logs)
         seconds, run = self.seconds, self.summary
         rate = self.spec.images["train"] * run.epochs_run / seconds if seconds > 0 else 0.0
-        if run.stopped_early:
-            ended = f"; stopped early after epoch {run.epochs_run}: {run.stop_reason()}"
-        elif run.still_improving:
-            ended = "; still improving at the last epoch: more train.epochs may help"
-        else:
-            ended = ""
+        ended = f"; {run.explain_stop()}" if run.stopped_early or run.still_improving else ""
         return (
             f"best epoch {run.best_epoch} of {run.epochs} by {monitor} ({scores}){ended}; "
             f"{self.model.count_params():,} parameters, {self.policy}, "
