@@ -1,13 +1,13 @@
-"""Stage train: build the model from params and train it with the seed's recipe.
+"""Stage train: build the model from params and train it with the recipe the params describe.
 
 Params: base.seed, model.*, train.*. Input: the prepare stage's folder, streamed from its
 TFRecord shards (memory holds the shuffle buffer and a few batches, not the data set).
 Outputs: the best-validation model (`.keras`, takes raw uint8 pixels; its bytes depend only on
 the weights) with `classes.json` (its output order) beside it; JSON metrics (the best epoch,
-1-based, and the number of parameters); a JSON report of the best epoch (its losses and
-accuracies, images trained and validated on); and, as DVC plots, the loss and accuracy per
-epoch of the training and validation data (`loss.json`, `accuracy.json`, rewritten after every
-epoch).
+1-based, the epochs run, why training stopped, and the number of parameters); a JSON report of
+the best epoch (its losses and accuracies, images trained and validated on, why training
+stopped, in a sentence); and, as DVC plots, the loss and accuracy per epoch of the training
+and validation data (`loss.json`, `accuracy.json`, rewritten after every epoch).
 
 With `train.strategy: multi_worker`, run this same command on every worker with $TF_CONFIG set;
 only the chief writes the outputs.
