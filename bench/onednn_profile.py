@@ -1,14 +1,16 @@
 """Profile: which oneDNN kernels a training step runs, and how long each kind takes.
 
     python bench/onednn_profile.py [--policy mixed_bfloat16] [--seed-config] [--steps 3]
+                                   [--by-shape]
 
 Trains the model params.yaml describes (or, with --seed-config, the seed's exact one: width 1.0,
 257 px, batch 100) for a few steps on random images in a child process with ONEDNN_VERBOSE=1,
-and sums oneDNN's log of the last `--steps` steps by primitive kind and implementation: how many
-times per step each runs and the milliseconds it takes. `reorder` lines are layout or dtype
-conversions around the real work; `brg`/`jit` implementations with `avx512_core_bf16` or
-`avx512_core_amx` in their name are the bfloat16 and AMX kernels. The CPU and its flags are
-printed first. It asserts nothing; TensorFlow must use oneDNN (its default on x86 Linux).
+and sums oneDNN's log of the last `--steps` steps by primitive kind, pass and implementation:
+how many times per step each runs and the milliseconds it takes (--by-shape: a row per layer,
+named by its channels in and out). `reorder` lines are layout or dtype conversions around the
+real work; implementations with `avx512_core_bf16` or `avx512_core_amx` in their name are the
+bfloat16 and AMX kernels. The CPU and its flags are printed first. It asserts nothing;
+TensorFlow must use oneDNN (its default on x86 Linux).
 """
 
 import argparse
@@ -46,7 +48,7 @@ print({mark!r}, "end", flush=True)
 """
 
 
-def profile(policy: str, seed_config: bool, steps: int, params: Path) -> dict:
+def profile(policy: str, seed_config: bool, steps: int, params: Path, by_shape: bool) -> dict:
     """{(kind and pass, implementation): [calls per step, ms per step]} over the last `steps`
     steps."""
     code = CHILD.format(
@@ -69,6 +71,8 @@ def profile(policy: str, seed_config: bool, steps: int, params: Path) -> dict:
         at = fields.index("exec")
         kind, impl, pass_ = fields[at + 2], fields[at + 3], fields[at + 4]
         kind = f"{kind} {pass_.replace('forward_training', 'forward')}".strip()
+        if by_shape:  # oneDNN's problem descriptor, e.g. mb100_ic3oc256_ih257oh129kh3sh2...
+            impl = f"{impl.split(':')[0]} {fields[-2].split('_')[1] if '_' in fields[-2] else ''}"
         totals[(kind, impl)][0] += 1 / steps
         totals[(kind, impl)][1] += float(fields[-1]) / steps
     return dict(totals)
@@ -80,9 +84,10 @@ def main() -> None:
     parser.add_argument("--seed-config", action="store_true", help="width 1.0, 257 px, batch 100")
     parser.add_argument("--steps", type=int, default=3, help="steps counted, after 2 warm-up")
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--by-shape", action="store_true", help="one row per layer shape")
     args = parser.parse_args()
     print(summary(describe(gpu=False)))
-    rows = profile(args.policy, args.seed_config, args.steps, args.params)
+    rows = profile(args.policy, args.seed_config, args.steps, args.params, args.by_shape)
     total = sum(ms for _, ms in rows.values())
     print(f"{'primitive, pass':<34} {'implementation':<40} {'calls':>5} {'ms':>7} {'share':>6}")
     for (kind, impl), (calls, ms) in sorted(rows.items(), key=lambda kv: -kv[1][1]):

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import tiny_data
 import yaml
-from skimage import io
+from PIL import Image
 
 from blastcell import evaluate, prepared, synthesize, train
 from blastcell.params import Params, load
@@ -151,9 +151,8 @@ def write_four_class(
             rng = np.random.default_rng([seed, k, i])
             latent = synthesize.Latent(cell_type, sign * d + rng.standard_normal())
             image = synthesize.render(latent, size, rng, difficulty)
-            io.imsave(
-                folder / name / f"{name}_{i:04d}.jpg", image, quality=92, check_contrast=False
-            )
+            path = folder / name / f"{name}_{i:04d}.jpg"
+            Image.fromarray(image).save(path, quality=92)
 
 
 def four_class(tmp: Path, params_path: Path, quick: bool) -> Path:
