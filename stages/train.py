@@ -4,10 +4,10 @@ Params: base.seed, model.*, train.*. Input: the prepare stage's folder, streamed
 TFRecord shards (memory holds the shuffle buffer and a few batches, not the data set).
 Outputs: the best-validation model (`.keras`, takes raw uint8 pixels; its bytes depend only on
 the weights) with `classes.json` (its output order) beside it; JSON metrics (the best epoch,
-1-based, the epochs run, why training stopped, and the number of parameters); a JSON report of
-the best epoch (its losses and accuracies, images trained and validated on, why training
-stopped, in a sentence); and, as DVC plots, the loss and accuracy per epoch of the training
-and validation data (`loss.json`, `accuracy.json`, rewritten after every epoch).
+1-based, and the epochs run); a JSON report of the best epoch (its losses and accuracies, the
+number of parameters, images trained and validated on, whether training stopped early and
+why); and, as DVC plots, the loss and accuracy per epoch of the training and validation data
+(`loss.json`, `accuracy.json`, rewritten after every epoch).
 
 With `train.strategy: multi_worker`, run this same command on every worker with $TF_CONFIG set;
 only the chief writes the outputs.

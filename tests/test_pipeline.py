@@ -167,9 +167,9 @@ def test_metrics_and_plots_compare_across_branches(repo):
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-q", "-m", "wider model")
 
-    diff = dvc_json(repo, "metrics", "diff", "main", "wider")
-    train = diff["metrics/train.json"]
-    assert train["parameter_count"]["old"] < train["parameter_count"]["new"]
+    diff = dvc_json(repo, "metrics", "diff", "--all", "main", "wider")
+    for path, key in [("metrics/train.json", "best_epoch"), ("metrics/evaluate.json", "ece")]:
+        assert {"old", "new"} <= set(diff[path][key])  # both revisions' values, side by side
 
     html = repo.path.parent / "plots_html"
     dvc(repo, "plots", "diff", "main", "wider", "-o", str(html))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from blastcell import cv
+from blastcell import cv, model, params
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -59,7 +59,9 @@ def test_the_results_table_holds_the_committed_default_run():
     assert f"of {PARAMS['train']['epochs']} planned" in default["best epoch (validation loss)"]
     audited = default[AUDIT]
     assert audited.startswith(f"**{audit['near_duplicates']} of 52**")
-    assert f"({train['parameter_count']:,} parameters)" in README
+    settings = params.load(ROOT / "params.yaml")
+    net = model.build(settings.model, settings.prepare.image_size, 2)
+    assert f"({net.count_params():,} parameters)" in README
 
 
 def test_the_results_table_names_the_committed_training_recipe():

@@ -41,7 +41,7 @@ RESULTS = [
     "data/prepared/spec.json",
 ]
 # The first metric columns of `dvc exp show`, in order: train's, then evaluate's headline.
-HEADLINE = ["best_epoch", "epochs_run", "stop_reason", "parameter_count", *evaluate.HEADLINE]
+HEADLINE = ["best_epoch", "epochs_run", *evaluate.HEADLINE]
 
 
 @pytest.fixture(scope="module")

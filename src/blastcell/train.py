@@ -261,14 +261,10 @@ class Trained:
         }
 
     def metrics(self) -> dict[str, object]:
-        """What `dvc exp show` compares: the best epoch, the epochs run and why no more (see
-        `Summary.stop_reason`: "patience" is an early stop), and the number of parameters."""
-        return {
-            "best_epoch": self.summary.best_epoch,
-            "epochs_run": self.summary.epochs_run,
-            "stop_reason": self.summary.stop_reason(),
-            "parameter_count": self.model.count_params(),
-        }
+        """What `dvc exp show` compares: the best epoch and the epochs run (fewer than
+        `train.epochs`: early stopping ended training; why, and the number of parameters, are in
+        the report). Two columns, so `dvc metrics show` stays within 200 columns."""
+        return {"best_epoch": self.summary.best_epoch, "epochs_run": self.summary.epochs_run}
 
     def describe(self, monitor: str) -> str:
         """One line: the best epoch and its scores, the model's size, the speed."""
