@@ -158,7 +158,7 @@ def write_four_class(
 def four_class(tmp: Path, params_path: Path, quick: bool) -> Path:
     """The 4-class JPEG set, augmented and prepared by the stage scripts; its prepared folder."""
     raw = yaml.safe_load(params_path.read_text())
-    size, per_class = (64, 8) if quick else (257, 100)
+    size, per_class = (64, 8) if quick else (257, 60)
     raw["data"]["dir"] = str(tmp / "jpeg")
     write_four_class(tmp / "jpeg", per_class, size, raw["synthesize"]["difficulty"], 7)
     path = tmp / "params.yaml"

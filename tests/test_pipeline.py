@@ -160,7 +160,7 @@ def test_stages_declare_exactly_the_params_and_modules_they_use(repo):
 def test_metrics_and_plots_compare_across_branches(repo):
     assert repro(repo) == []
     run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-q", "-m", "baseline")
+    run(repo, "git", "commit", "-q", "--allow-empty", "-m", "baseline")  # whatever ran before
     run(repo, "git", "checkout", "-q", "-b", "wider")
     set_params(repo, model__width=0.25)
     assert in_order(repro(repo), ["validate", "train", "evaluate", "explain"])
