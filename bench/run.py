@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import summary
+from machine import describe, summary
 
 BENCH = Path(__file__).resolve().parent
 BENCHMARKS = {
@@ -282,6 +282,7 @@ def main() -> None:
         start = time.perf_counter()
         measured = run_one(BENCHMARKS[name], args.quick)
         results |= measured
+        results["machine"] = describe()  # every run: the figures' machine, flags included
         results.setdefault("runs", {})[name] = {
             "quick": args.quick,
             "seconds": round(time.perf_counter() - start, 1),
