@@ -25,7 +25,7 @@ def runs_others(params, *, data: Path, params_file: Path) -> str:
 
 def test_the_command_line_comes_from_the_signature(capsys):
     line = runner.invoke(example, ["--params", str(PARAMS), "--data", "d", "--split-seed", "3"])
-    assert line == "test_runner: 50 epochs, seed 42: d None 3"
+    assert line == "test_runner: 20 epochs, seed 42: d None 3"
     assert capsys.readouterr().out == line + "\n"
     with pytest.raises(SystemExit):
         runner.invoke(example, ["--params", str(PARAMS)])  # --data is required
@@ -44,7 +44,7 @@ def test_a_stage_that_runs_others_gets_the_params_file():
 
 def test_params_are_checked_before_the_stage_runs(tmp_path):
     bad = tmp_path / "params.yaml"
-    bad.write_text(PARAMS.read_text().replace("epochs: 50", "epoch: 50"))
+    bad.write_text(PARAMS.read_text().replace("epochs: 20", "epoch: 20"))
     with pytest.raises(params.ParamsError, match=r"unknown key 'train\.epoch'"):
         runner.invoke(example, ["--params", str(bad), "--data", "d"])
 

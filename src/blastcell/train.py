@@ -163,7 +163,7 @@ class Summary:
         return not self.stopped_early and self.epochs > 1 and self.best_epoch == self.epochs
 
     def stop_reason(self) -> str:
-        """Why training ended, in a word or three (a column of `dvc exp show`): "patience" (no
+        """Why training ended, in a word or three, for tables (the benchmarks'): "patience" (no
         better `monitor` in `patience` epochs), "all epochs", or "all epochs, improving" (the
         best epoch was the last)."""
         if self.stopped_early:
