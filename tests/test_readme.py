@@ -70,7 +70,8 @@ def test_the_results_table_names_the_committed_training_recipe():
     assert f"(`input_scaling: {model['input_scaling']}`)" in recipe
     assert f"Adam at {train['learning_rate']:g} on a {train['schedule']} schedule" in recipe
     assert f"after {train['warmup_epochs']} warm-up epoch" in recipe
-    assert f"early stopping (patience {train['patience']})" in recipe
+    stopping = f"early stopping (patience {train['patience']})"
+    assert f"{train['epochs']} epochs at most, {stopping}" in recipe
     assert not model["batch_norm"]
     assert train["label_smoothing"] == 0
 
@@ -140,3 +141,15 @@ def test_the_audit_figures_come_from_the_committed_benchmark():
     )
     assert source in README
     assert leaked in README
+
+
+def test_the_time_to_accuracy_figures_come_from_the_committed_benchmark():
+    results = json.loads((ROOT / "bench" / "results.json").read_text())
+    detail = results["time_to_accuracy_detail"]
+    assert not detail["quick"]
+    flat = " ".join(README.split())
+    default, four = detail["default_data"], detail["four_class"]
+    times = "\N{MULTIPLICATION SIGN}"
+    assert f"its best **{results['time_to_accuracy_ratio']:.2f}{times}** sooner" in flat
+    assert f"and {four['ratio']:.2f}{times} sooner on a harder 4-class set" in flat
+    assert default["default"]["test_accuracy"] > default["seed"]["test_accuracy"]  # "higher"
