@@ -277,12 +277,13 @@ def main() -> None:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {sorted(BENCHMARKS)}")
 
     results = json.loads(args.output.read_text()) if args.output.is_file() else {}
+    machine = describe()  # the figures' machine, flags included, recorded with every run
     for name in chosen:
         print(f"== {name} (bench/{BENCHMARKS[name]}.py) ==", flush=True)
         start = time.perf_counter()
         measured = run_one(BENCHMARKS[name], args.quick)
         results |= measured
-        results["machine"] = describe()  # every run: the figures' machine, flags included
+        results["machine"] = machine
         results.setdefault("runs", {})[name] = {
             "quick": args.quick,
             "seconds": round(time.perf_counter() - start, 1),

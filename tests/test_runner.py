@@ -7,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+import yaml
 
 from blastcell import instrument, params, runner
 
@@ -25,7 +26,9 @@ def runs_others(params, *, data: Path, params_file: Path) -> str:
 
 def test_the_command_line_comes_from_the_signature(capsys):
     line = runner.invoke(example, ["--params", str(PARAMS), "--data", "d", "--split-seed", "3"])
-    assert line == "test_runner: 20 epochs, seed 42: d None 3"
+    raw = yaml.safe_load(PARAMS.read_text())
+    epochs, seed = raw["train"]["epochs"], raw["base"]["seed"]
+    assert line == f"test_runner: {epochs} epochs, seed {seed}: d None 3"
     assert capsys.readouterr().out == line + "\n"
     with pytest.raises(SystemExit):
         runner.invoke(example, ["--params", str(PARAMS)])  # --data is required
@@ -44,7 +47,9 @@ def test_a_stage_that_runs_others_gets_the_params_file():
 
 def test_params_are_checked_before_the_stage_runs(tmp_path):
     bad = tmp_path / "params.yaml"
-    bad.write_text(PARAMS.read_text().replace("epochs: 20", "epoch: 20"))
+    text = PARAMS.read_text()
+    assert "\n  epochs:" in text
+    bad.write_text(text.replace("\n  epochs:", "\n  epoch:"))
     with pytest.raises(params.ParamsError, match=r"unknown key 'train\.epoch'"):
         runner.invoke(example, ["--params", str(bad), "--data", "d"])
 
