@@ -20,8 +20,6 @@ figures are rough). Prints the figures; asserts nothing.
 """
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -29,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
+import tiny_data
 import yaml
 
 from blastcell import audit, augmented, images, prepare
@@ -41,26 +40,11 @@ QUICK = {"cells": 40, "size": 128, "tile": 64, "seeds": {"random": (1, 1), "sour
 FULL = {"cells": 260, "size": None, "tile": 64, "seeds": {"random": (2, 10), "source": (5, 10)}}
 
 
-def stage(name: str, params: Path, *args: object) -> None:
-    """Run stages/<name>.py with `params` and `args`."""
-    cmd = [sys.executable, str(ROOT / "stages" / f"{name}.py"), "--params", str(params), *args]
-    done = subprocess.run([str(a) for a in cmd], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"bench: {name} failed:\n{done.stdout}{done.stderr}")
-
-
 def augmented_folder(folder: Path, params: Path, source: Path) -> Path:
-    """Augment the data folder `source` with the augment stage script; the augmented folder."""
+    """Augment the data folder `source` with the copies and augment stage scripts; the augmented
+    folder."""
     out, side = folder / f"{source.name}_augmented", folder / f"{source.name}_side"
-    side.mkdir()
-    stage(
-        "augment",
-        params,
-        *("--input", source, "--output", out, "--preview", side / "preview.png"),
-        *("--classes", side / "classes.csv", "--manifest", side / "manifest.csv"),
-        *("--report", side / "data.json"),
-    )
-    return out
+    return tiny_data.augmented(params, source, out, side)
 
 
 def synthetic(folder: Path, raw: dict, cells: int, size: int | None) -> Path:
@@ -71,7 +55,7 @@ def synthetic(folder: Path, raw: dict, cells: int, size: int | None) -> Path:
         raw["synthesize"]["image_size"] = size
     params = folder / "synthetic.yaml"
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
-    stage("synthesize", params, "--output", folder / "synthetic")
+    tiny_data.run_stage("synthesize", params, "--output", folder / "synthetic")
     return augmented_folder(folder, params, folder / "synthetic")
 
 

@@ -16,6 +16,9 @@ augment           the augment stage (all cores) vs a per-image loop
 synthesize        the synthesize stage on one core vs all
 audit             the leakage audit's precision: test images flagged with the source split and
                   with the random split, on synthetic cells and on crops of a real photograph
+copies            the copies stage: planted copies grouped and distinct images left alone on crops
+                  of a real photograph with a burned-in scale bar, the audit with that overlay,
+                  sources/s at 1x, 4x and 16x the sources, and peak memory against pixels
 
 `train` needs the default pipeline's data (`dvc repro prepare` or `dvc pull`). The full suite takes
 about half an hour on a 2-core CPU; `--quick` (tiny sizes and tiny data of its own, a few minutes;
@@ -45,6 +48,7 @@ BENCHMARKS = {
     "synthesize": "synthesize",
     "audit": "audit_precision",
     "time": "time_to_accuracy",
+    "copies": "copies",
 }
 REQUIRED = (
     "train_throughput_ratio",
@@ -65,6 +69,13 @@ REQUIRED = (
     "audit_synthetic_random_copies_flagged_pct",
     "audit_photograph_source_flagged_pct",
     "audit_photograph_random_copies_flagged_pct",
+    "copies_planted_grouped_pct",
+    "copies_alone_grouped_pct",
+    "copies_audit_source_flagged_pct",
+    "copies_audit_random_found_pct",
+    "copies_sources_per_s",
+    "copies_peak_mb_224px",
+    "copies_peak_mb_896px",
     "machine",
 )
 
@@ -116,6 +127,48 @@ def _time_row(name: str, r: dict) -> tuple[str, str, str]:
         f"{recipe(r['default'])} vs {recipe(r['seed'])}: **{r['ratio']:.2f}×**",
         "≥ 3×, accuracy within the seed's interval",
     )
+
+
+def _copies_rows(r: dict) -> list[tuple[str, str, str]]:
+    """The copies stage's rows: grouping on the photograph set, the audit, scale and memory."""
+    p, a = r["copies_photograph"], r["copies_photograph_audit"]
+    scale, px = r["copies_scale"], r["copies_pixels"]
+    sizes = list(px)
+    return [
+        (
+            f"copies found before the split, {p['layouts']} layouts of crops of a real "
+            f"photograph with a scale bar burned in ({p['images']} images, `bench/copies.py`): "
+            "planted copies grouped / images without a copy put in a group",
+            f"**{p['planted_grouped']} of {p['planted_pairs']} ({r['copies_planted_grouped_pct']} "
+            f"%)** / **{p['alone_grouped']} of {p['alone']} ({r['copies_alone_grouped_pct']} %)**",
+            "≥ 99 % / ≤ 0.5 %",
+        ),
+        (
+            "the audit on those sets with the overlay left out: test images flagged with the "
+            "source split / test images with a copy in training found with the random split",
+            f"**{a['source']['flagged_without_copy']} of {a['source']['test_images']} "
+            f"({r['copies_audit_source_flagged_pct']} %)** / **"
+            f"{a['random']['flagged_with_copy']} of {a['random']['with_copy_in_train']} "
+            f"({r['copies_audit_random_found_pct']} %)**",
+            "≤ 1 % / ≥ 99 %",
+        ),
+        (
+            "copies stage, sources of 224 px (smear crops, 5 % with a copy) at 1×, 4×, 16×: "
+            "time (sources/s, peak RSS of the main process)",
+            " / ".join(
+                f"{run['sources']:,} in {_minutes(run['seconds'])} ({run['sources_per_s']:.1f}/s, "
+                f"{run['peak_mb']:,.0f} MiB)"
+                for run in scale.values()
+            ),
+            "3,000 in a few minutes",
+        ),
+        (
+            f"peak RSS of the copies stage (one process), {px[sizes[0]]['sources']} sources of "
+            f"{sizes[0]} → {sizes[1]} (16× the pixels)",
+            f"**{px[sizes[0]]['peak_mb']:,.0f} → {px[sizes[1]]['peak_mb']:,.0f} MiB**",
+            "does not grow with pixels",
+        ),
+    ]
 
 
 def table(r: dict) -> str:
@@ -242,6 +295,7 @@ def table(r: dict) -> str:
             "start-up, model loading and decoding)",
             "",
         ),
+        *_copies_rows(r),
         (
             "end-to-end `dvc repro` of the default params.yaml, empty cache",
             f"**{_minutes(r['e2e_repro_s'])}** (train {_minutes(r['stage_s']['train'])})",
@@ -249,9 +303,17 @@ def table(r: dict) -> str:
         ),
     ]
     dates = sorted({run["finished"][:10] for run in r["runs"].values()})
+    on: dict[str, list[str]] = {}  # each machine, and the benchmarks run on it
+    for name, run in r["runs"].items():
+        on.setdefault(summary(run.get("machine", r["machine"])), []).append(name)
+    where = (
+        next(iter(on))
+        if len(on) == 1
+        else "; ".join(f"{machine} ({', '.join(names)})" for machine, names in on.items())
+    )
     lines = [
         f"Measured by `python bench/run.py` ({' to '.join(dates[:: max(len(dates) - 1, 1)])}) on: "
-        f"{summary(r['machine'])}; CPU with native bfloat16 (AVX512-BF16 or AMX): "
+        f"{where}; the precision benchmark's CPU has native bfloat16 (AVX512-BF16 or AMX): "
         f"{'yes' if r['precision_cpu_bf16'] else 'no'}.",
         "",
         "| benchmark | measured | target |",
@@ -277,6 +339,8 @@ def main() -> None:
         parser.error(f"unknown benchmark {unknown[0]!r}; choose from {sorted(BENCHMARKS)}")
 
     results = json.loads(args.output.read_text()) if args.output.is_file() else {}
+    for run in results.get("runs", {}).values():  # runs recorded before runs named their machine
+        run.setdefault("machine", results["machine"])
     machine = describe()  # the figures' machine, flags included, recorded with every run
     for name in chosen:
         print(f"== {name} (bench/{BENCHMARKS[name]}.py) ==", flush=True)
@@ -288,6 +352,7 @@ def main() -> None:
             "quick": args.quick,
             "seconds": round(time.perf_counter() - start, 1),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": machine,
         }
         partial = args.output.with_name(f".{args.output.name}.tmp")
         partial.write_text(json.dumps(results, indent=2) + "\n")

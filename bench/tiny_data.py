@@ -35,18 +35,30 @@ def augment_and_prepare(folder: Path, params: Path, data: Path) -> dict[str, Pat
     """Run the augment and prepare stage scripts on the data folder `data` into `folder`; the
     paths of params and of the augmented and prepared folders."""
     paths = {name: folder / name for name in ("augmented", "prepared")}
-    side = folder / "side"
+    augmented(params, data, paths["augmented"], folder / "side")
+    run_stage("prepare", params, "--input", paths["augmented"], "--output", paths["prepared"])
+    return {"params": params, **paths}
+
+
+def augmented(params: Path, data: Path, out: Path, side: Path) -> Path:
+    """Run the copies and augment stage scripts on the data folder `data`, as dvc.yaml chains
+    them: the augmented folder `out`; the other outputs go to `side`."""
     side.mkdir(parents=True, exist_ok=True)
+    run_stage(
+        "copies",
+        params,
+        *("--input", data, "--output", side / "copies", "--metrics", side / "copies.json"),
+        *("--report", side / "copies_report.json", "--gallery", side / "copies.png"),
+    )
     run_stage(
         "augment",
         params,
-        *("--input", data),
-        *("--output", paths["augmented"], "--preview", side / "preview.png"),
+        *("--input", data, "--copies", side / "copies"),
+        *("--output", out, "--preview", side / "preview.png"),
         *("--classes", side / "classes.csv", "--manifest", side / "manifest.csv"),
         *("--report", side / "data.json"),
     )
-    run_stage("prepare", params, "--input", paths["augmented"], "--output", paths["prepared"])
-    return {"params": params, **paths}
+    return out
 
 
 def run_stage(stage: str, params: Path, *args: object) -> None:

@@ -2,8 +2,9 @@
 
 Params: audit.*, and of augment the fill (fill_mode, cval: left out of the comparison) and the
 transforms a copy can have undergone (zoom_range, shear_range, horizontal_flip, vertical_flip).
-Input: the prepare stage's folder (the test and train shards, streamed, and the tables that name
-each image and its source cell).
+Inputs: the prepare stage's folder (the test and train shards, streamed, and the tables that name
+each image and its source cell); the copies stage's folder, for the overlay burned into the data
+set's images (a scale bar, text), where no keypoint is taken.
 Outputs: a JSON report (test images; near-duplicates, those with a training image among their
 `audit.candidates` nearest in colour whose keypoints agree with one affine map, at least
 `audit.min_inliers` pairs and `audit.min_inlier_ratio` of them, as a count and a fraction; those
@@ -18,12 +19,13 @@ ratio, near_duplicate, same_source.
 
 from pathlib import Path
 
-from blastcell import audit, runner
+from blastcell import audit, copied, runner
 from blastcell.files import atomic_file, write_csv, write_json
 
 
-def run(params, *, data: Path, metrics: Path, report: Path, nearest: Path) -> str:
-    result = audit.audit(data, params.audit, params.augment)
+def run(params, *, data: Path, copies: Path, metrics: Path, report: Path, nearest: Path) -> str:
+    overlay = copied.read(copies).overlay
+    result = audit.audit(data, params.audit, params.augment, overlay)
     with atomic_file(nearest) as tmp:
         write_csv(tmp, audit.NEAREST_COLUMNS, result.rows)
     write_json(report, result.report)

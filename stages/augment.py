@@ -1,7 +1,9 @@
 """Stage augment: read the input data set, then apply the seed's ImageDataGenerator augmentation.
 
-Params: base.seed, data.on_bad_image, data.max_image_pixels, augment.*.
-Input (--input): the data folder (`data.dir`), ALL-IDB2's flat layout or one folder per class.
+Params: base.seed, data.* but data.dir (its folder is --input), augment.*.
+Inputs: --input, the data folder (`data.dir`), ALL-IDB2's flat layout or one folder per class;
+--copies, the copies stage's folder (`blastcell.copied`): the groups of source images that show
+the same cells, joined into one group each, and the files to drop for label conflicts.
 Outputs: --output, a folder with each source image (copy 0) and its augmented copies as PNG,
 `index.csv` (file, source, class, copy; duplicates share a source) and `classes.json`
 (`blastcell.augmented`); --preview, a grid PNG of the first sources of each class and their
@@ -14,7 +16,7 @@ depend on that number.
 
 from pathlib import Path
 
-from blastcell import augment, ingest, runner
+from blastcell import augment, copied, ingest, runner
 from blastcell.files import atomic_file, write_csv, write_json
 
 
@@ -22,13 +24,15 @@ def run(
     params,
     *,
     input: Path,
+    copies: Path,
     output: Path,
     preview: Path,
     classes: Path,
     manifest: Path,
     report: Path,
 ) -> str:
-    result = augment.augment(input, output, params.data, params.augment, params.base.seed)
+    found = copied.read(copies)
+    result = augment.augment(input, output, params.data, params.augment, params.base.seed, found)
     # Imported here: the workers re-run this script's imports, and need no matplotlib.
     from blastcell import figures
 
@@ -40,9 +44,10 @@ def run(
         write_csv(tmp, ["class", "images", "skipped"], result.report.per_class())
     counts = result.report.metrics()
     write_json(report, counts)
+    dropped = f", {counts['dropped']} dropped" if "dropped" in counts else ""
     return (
         f"{counts['images']} images in {len(result.classes)} classes ({counts['skipped']} "
-        f"skipped, {counts['duplicates']} duplicates, {counts['converted']} converted), "
+        f"skipped{dropped}, {counts['duplicates']} duplicates, {counts['converted']} converted), "
         f"{params.augment.copies} copies each: {result.files} files in {output}"
     )
 

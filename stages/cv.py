@@ -2,13 +2,14 @@
 
 Params: cv.splits (splits drawn with seeds 1 to N), and every param of the prepare, audit, train
 and evaluate stages, which it runs once per split as the default pipeline does, with the split's
-seed in place of base.seed for the split alone (`prepare.py --split-seed`). Input: the augment
-stage's folder. Each split's shards, model and reports live in a scratch folder beside the
-outputs, removed as soon as the split is scored, so nothing per split is left behind. Outputs:
-`--splits`, a JSON table (a DVC plot) with one row of headline numbers per split (test images,
-accuracy, balanced accuracy, sensitivity, specificity, classification error, ROC AUC, average
-precision, ECE, best epoch, near-duplicates and median nearest distance of the leakage audit);
-`--metrics`, JSON metrics summarising them (the mean and standard deviation of accuracy).
+seed in place of base.seed for the split alone (`prepare.py --split-seed`). Inputs: the augment
+stage's folder, and the copies stage's (the audit leaves out the overlay it found). Each split's
+shards, model and reports live in a scratch folder beside the outputs, removed as soon as the split
+is scored, so nothing per split is left behind. Outputs: `--splits`, a JSON table (a DVC plot) with
+one row of headline numbers per split (test images, accuracy, balanced accuracy, sensitivity,
+specificity, classification error, ROC AUC, average precision, ECE, best epoch, near-duplicates and
+median nearest distance of the leakage audit); `--metrics`, JSON metrics summarising them (the mean
+and standard deviation of accuracy).
 """
 
 import shutil
@@ -21,13 +22,14 @@ STAGES = Path(__file__).resolve().parent
 REPORTS = ("evaluate", "train", "audit")
 
 
-def score_split(folder: Path, data: Path, params: Path, seed: int, bar) -> dict:
+def score_split(folder: Path, data: Path, copies: Path, params: Path, seed: int, bar) -> dict:
     """Prepare, audit, train and evaluate one split in `folder`; its row of headline numbers."""
     prepared, model = folder / "prepared", folder / "model.keras"
     steps = {
         "prepare": ["--input", data, "--output", prepared, "--split-seed", seed],
-        "audit": ["--data", prepared, "--metrics", folder / "audit_metrics.json",
-                  "--report", folder / "audit.json", "--nearest", folder / "nearest.csv"],
+        "audit": ["--data", prepared, "--copies", copies,
+                  "--metrics", folder / "audit_metrics.json", "--report", folder / "audit.json",
+                  "--nearest", folder / "nearest.csv"],
         "train": ["--input", prepared, "--model", model, "--metrics",
                   folder / "train_metrics.json", "--report", folder / "train.json",
                   "--plots", folder / "train_plots"],
@@ -42,7 +44,9 @@ def score_split(folder: Path, data: Path, params: Path, seed: int, bar) -> dict:
     return cv.split_row(seed, {name: read_json(folder / f"{name}.json") for name in REPORTS})
 
 
-def run(params, *, input: Path, splits: Path, metrics: Path, params_file: Path) -> str:
+def run(
+    params, *, input: Path, copies: Path, splits: Path, metrics: Path, params_file: Path
+) -> str:
     seeds = params.cv.seeds
     rows = []
     with (
@@ -51,7 +55,7 @@ def run(params, *, input: Path, splits: Path, metrics: Path, params_file: Path) 
     ):
         for seed in seeds:
             folder = work / f"split_{seed}"
-            rows.append(score_split(folder, input, params_file, seed, bar))
+            rows.append(score_split(folder, input, copies, params_file, seed, bar))
             shutil.rmtree(folder)
     write_json(splits, rows)
     write_json(metrics, cv.summary(rows))

@@ -19,7 +19,7 @@ def run(params, *, input: Path, output: Path, split_seed: int | None = None) -> 
     if params.prepare.split == "random":
         by = "at random (the seed's leaky protocol)"
     else:
-        by = "by group (data.group_by)" if grouped else "by source cell"
+        by = "by group (copies found, data.group_by)" if grouped else "by source cell"
     images = ", ".join(f"{n} {name}" for name, n in counts.items())
     size = params.prepare.image_size
     return f"split {by} with seed {seed}: {images} images at {size} px in {output}"

@@ -18,12 +18,14 @@ import yaml
 from dvc.utils.hydra import apply_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["validate", "synthesize", "augment", "prepare", "train", "evaluate", "explain", "audit"]
+# The default pipeline's stages, as dvc.yaml lists them (external: one per set, none by default)
+STAGES = [s for s in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"] if s != "external"]
 # Each stage's upstream stage: DVC runs audit and train (both after prepare) in either order,
 # and likewise evaluate and explain (both after train).
 UPSTREAM = {
     "synthesize": "validate",
-    "augment": "synthesize",
+    "copies": "synthesize",
+    "augment": "copies",
     "prepare": "augment",
     "audit": "prepare",
     "train": "prepare",

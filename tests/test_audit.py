@@ -16,7 +16,7 @@ import skimage.data
 import yaml
 from test_stages import run_data_stages, run_stage
 
-from blastcell import audit, images
+from blastcell import audit, images, keypoints
 from blastcell.params import load
 from blastcell.transform import Transform, apply_transform, random_transform
 
@@ -168,41 +168,14 @@ def test_a_flat_image_has_no_keypoints_and_verifies_nothing():
 def test_keypoints_keep_off_the_fill():
     turned = Transform(theta=30, tx=12, ty=-12, zx=0.8, zy=0.8)  # a corner of fill in view
     copy = apply_transform(crop(320, 256), turned, fill_mode="constant", cval=AUGMENT.cval)
-    fill = audit.fill_mask(images.resize(copy, audit.WORK_SIZE)[np.newaxis], FILL)[0]
+    fill = audit.fill_mask(images.resize(copy, keypoints.WORK_SIZE)[np.newaxis], FILL)[0]
     away = scipy.ndimage.distance_transform_edt(~fill)  # from the fill and its seam, pixels
 
-    def nearest_to_fill(found: audit.Keypoints) -> float:
+    def nearest_to_fill(found: keypoints.Keypoints) -> float:
         return away[tuple(np.rint(found.xy[:, ::-1]).astype(int).T)].min()
 
     assert nearest_to_fill(audit.keypoints(copy, AUDIT.keypoints)) < audit.FILL_MARGIN
     assert nearest_to_fill(audit.keypoints(copy, AUDIT.keypoints, FILL)) > audit.FILL_MARGIN
-
-
-def test_hamming_counts_the_bits_that_differ_and_match_pairs_mutual_nearest():
-    rng = np.random.default_rng(5)
-    a, b = (rng.integers(0, 256, (n, 32), dtype=np.uint8) for n in (7, 9))
-    expected = (np.unpackbits(a, axis=1)[:, None] != np.unpackbits(b, axis=1)[None]).sum(2)
-    np.testing.assert_array_equal(audit.hamming(a, b), expected)
-    b[[4, 2]] = a[[1, 5]]  # two exact matches
-    pairs = audit.match(audit.Keypoints(np.zeros((7, 2)), a), audit.Keypoints(np.zeros((9, 2)), b))
-    assert {(1, 4), (5, 2)} <= set(map(tuple, pairs.tolist()))
-    assert len(set(pairs[:, 1].tolist())) == len(pairs)  # one to one
-
-
-def test_fit_affine_finds_the_inliers_of_an_allowed_map_only():
-    rng = np.random.default_rng(4)
-    src = rng.uniform(0, 128, (80, 2))
-    turn = np.deg2rad(70)
-    linear = 1.2 * np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
-    dst = src @ linear.T + [30, -10] + rng.normal(0, 0.3, src.shape)
-    dst[60:] = rng.uniform(0, 128, (20, 2))  # outliers
-    found = audit.fit_affine(src, dst, STRETCH, np.random.default_rng(0))
-    assert found[:60].all()
-    assert found[60:].sum() <= 1
-    mirrored = dst[:60] * [-1, 1]  # a mirror: matched as such, never as a map
-    assert audit.fit_affine(src[:60], mirrored, STRETCH, np.random.default_rng(0)).sum() == 0
-    stretched = src[:60] * [2.5, 1]  # beyond what zoom and shear make
-    assert audit.fit_affine(src[:60], stretched, STRETCH, np.random.default_rng(0)).sum() == 0
 
 
 def test_the_stretch_allowed_is_what_zoom_and_shear_make():
@@ -244,6 +217,8 @@ def run_audit(tmp_path: Path, split: str) -> tuple[dict, list[dict[str, str]]]:
             str(params),
             "--data",
             str(prepared),
+            "--copies",
+            str(tmp_path / "copies"),
             "--metrics",
             str(metrics),
             "--report",

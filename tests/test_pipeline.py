@@ -31,7 +31,7 @@ from dvc_repo import (
 
 from blastcell import evaluate
 
-DATA_STAGES = ["validate", "synthesize", "augment", "prepare"]
+DATA_STAGES = ["validate", "synthesize", "copies", "augment", "prepare"]
 
 pytestmark = pytest.mark.slow
 
@@ -103,6 +103,7 @@ def test_first_run_is_complete_and_a_rerun_does_nothing(repo):
         ),
         ({"prepare__image_size": 40}, ["prepare", "audit", "train", "evaluate", "explain"]),
         ({"audit__min_inliers": 30}, ["audit"]),
+        ({"copies__min_inliers": 30}, ["copies"]),  # the same groups: augment is up to date
         ({"model__dropout": 0.25}, ["train", "evaluate", "explain"]),
         ({"train__learning_rate": 0.001}, ["train", "evaluate", "explain"]),
         ({"train__warmup_epochs": 0}, ["train", "evaluate", "explain"]),
@@ -243,7 +244,7 @@ def test_a_dvc_added_all_idb2_folder_with_a_bad_file_skipped(repo):
     set_params(repo, data__on_bad_image="skip")
     ran = _exp_run_on(repo, "data/ALL_IDB2")
     # The same 24 images as data/synthetic: DVC's run cache may restore later stages instead.
-    assert ran[:2] == ["validate", "augment"]
+    assert ran[:3] == ["validate", "copies", "augment"]
     assert "synthesize" not in ran
     data = json.loads((repo / "reports/data.json").read_text())
     assert data["skipped"] == 1

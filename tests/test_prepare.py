@@ -131,7 +131,7 @@ def test_a_patient_with_both_classes_counts_for_its_majority():
 
 def test_too_few_groups_are_named():
     with pytest.raises(
-        DataError, match=r"class 'not_blast' has 2 groups \(data.group_by\).*at least"
+        DataError, match=r"class 'not_blast' has 2 groups \(copies, data.group_by\).*at least"
     ):
         prepare.split_by_group(
             _patients(4, cells=4), DEFAULT_CLASSES, 0.2, 0.2, np.random.default_rng(0)

@@ -17,8 +17,17 @@ EXPERIMENTS = (ROOT / "docs" / "experiments.md").read_text(encoding="utf-8")
 PARAMETERS = (ROOT / "docs" / "parameters.md").read_text(encoding="utf-8")
 DASH = "\u2013"  # the en dash of the README's ranges
 AUDIT = "leakage audit: scored images with a verified copy in training"
+COPIES = "copies found before the split (`metrics/copies.json`)"
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-METRICS = ["metrics/train.json", "metrics/evaluate.json", "metrics/audit.json", "cv/metrics.json"]
+METRICS = [  # in the order `dvc exp show` shows them: dvc.yaml's stages, then cv/dvc.yaml's
+    "metrics/train.json",
+    "metrics/evaluate.json",
+    "metrics/audit.json",
+    "metrics/copies.json",
+    "cv/metrics.json",
+]
+OWN_DATA = (ROOT / "docs" / "your-own-data.md").read_text(encoding="utf-8")
+BENCH = json.loads((ROOT / "bench" / "results.json").read_text())
 
 
 def load(path: str):
@@ -60,6 +69,12 @@ def test_the_results_table_holds_the_committed_default_run():
     assert f"of {PARAMS['train']['epochs']} planned" in default["best epoch (validation loss)"]
     audited = default[AUDIT]
     assert audited.startswith(f"**{audit['near_duplicates']} of 52**")
+    copies = load("reports/copies.json")
+    n = copies["sources"]
+    found = f"**{copies['copy_groups']} groups** among the {n} source images"
+    verified = f"({copies['pairs_verified']:,} pairs of the {n * (n - 1) // 2:,} verified)"
+    assert default[COPIES] == f"{found} {verified}"
+    assert load("metrics/copies.json")["copy_groups"] == copies["copy_groups"]
     settings = params.load(ROOT / "params.yaml")
     net = model.build(settings.model, settings.prepare.image_size, 2)
     assert f"({net.count_params():,} parameters)" in README
@@ -109,9 +124,23 @@ def test_the_results_table_holds_the_repeated_splits_epochs_and_audit():
     assert table[AUDIT][2] == "**0 of 52** in every split"
 
 
+def test_the_metrics_files_are_those_the_pipelines_declare_in_their_order():
+    declared = []
+    for pipeline in ("dvc.yaml", "cv/dvc.yaml"):
+        stages = yaml.safe_load((ROOT / pipeline).read_text())["stages"]
+        for stage in stages.values():
+            if "foreach" in stage or "matrix" in stage:  # external: one per set, none by default
+                continue
+            for entry in stage.get("metrics", []):
+                path = next(iter(entry)) if isinstance(entry, dict) else entry
+                declared.append(path)  # relative to the repo root (cv/dvc.yaml: wdir ..)
+    assert declared == METRICS
+
+
 def test_the_exp_show_examples_show_the_metrics_in_dvcs_order():
     headline = [key for path in METRICS for key in load(path)]
     assert len(headline) <= 20
+    assert f"worth comparing, {len(headline)} in all" in " ".join(EXPERIMENTS.split())
     plain, changed = code_blocks_after("plain `dvc exp show` in a 200-column terminal")[:2]
     shown = header(plain)
     assert shown[:2] == ["Experiment", "Created"]
@@ -167,3 +196,53 @@ def test_the_parameters_page_holds_the_committed_repeated_splits():
     expected = f"{s['mean']:.3f} ± {s['std']:.3f} ({s['min']:.3f} to {s['max']:.3f})"
     page = " ".join(PARAMETERS.split())
     assert f"over {PARAMS['train']['epochs']} epochs gives {expected}" in page
+
+
+def minutes(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60} min {whole % 60} s" if whole >= 60 else f"{whole} s"
+
+
+def test_the_copies_figures_come_from_the_committed_benchmark():
+    p, a = BENCH["copies_photograph"], BENCH["copies_photograph_audit"]
+    assert not BENCH["runs"]["copies"]["quick"]
+    grouped = (
+        f"grouped {p['planted_grouped']} of {p['planted_pairs']} planted copy pairs "
+        f"({BENCH['copies_planted_grouped_pct']:g} %) and put {p['alone_grouped']} of "
+        f"{p['alone']} images without a copy into any group "
+        f"({BENCH['copies_alone_grouped_pct']:g} %)"
+    )
+    big = BENCH["copies_scale"]["16x"]
+    scaled = f"{big['sources']:,} sources of 224 px took {minutes(big['seconds'])} on 2 cores"
+    readme, own = " ".join(README.split()), " ".join(OWN_DATA.split())
+    assert grouped in readme
+    assert grouped in own
+    assert scaled in readme
+    per_source = [run["pairs_verified"] / run["sources"] for run in BENCH["copies_scale"].values()]
+    verified = f"({per_source[0]:.1f} at 1×, {per_source[-1]:.1f} at 16×)"
+    assert verified in own
+    assert f"{p['layouts']} layouts of {p['images']} images in all" in own
+    assert f"covered {100 * p['overlay_share_of_image']:.1f} % of the image" in own
+    audited = (
+        f"flagged {a['source']['flagged_without_copy']} of {a['source']['test_images']} test "
+        f"images ({BENCH['copies_audit_source_flagged_pct']:g} %) with the source split, and "
+        f"found {a['random']['flagged_with_copy']} of {a['random']['with_copy_in_train']} test "
+        f"images with a copy in training ({BENCH['copies_audit_random_found_pct']:g} %) with the "
+        "random split"
+    )
+    assert audited in own
+    assert audited in " ".join(PARAMETERS.split())
+    rates = [
+        f"{run['sources']:,} in {minutes(run['seconds'])} ({run['sources_per_s']:.1f} per second, "
+        f"{run['peak_mb']:,.0f} MiB)"
+        for run in BENCH["copies_scale"].values()
+    ]
+    assert ", ".join(rates) in own
+    px = BENCH["copies_pixels"]
+    small, large = px.values()
+    memory = (
+        f"{small['sources']} sources at 224 px peaked at {small['peak_mb']:,.0f} MiB, "
+        f"at 896 px at {large['peak_mb']:,.0f} MiB"
+    )
+    assert list(px) == ["224px", "896px"]
+    assert memory in own

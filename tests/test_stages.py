@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from blastcell import images, prepared, runner
+from blastcell import copied, images, keypoints, prepared, runner
 from blastcell.files import DataError
 from blastcell.params import ParamsError
 
@@ -47,11 +47,40 @@ def _edit(path: Path, section: str, key: str, value: object) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
-def augment_args(data: Path, folder: Path) -> list[str]:
-    """The augment stage's arguments, reading `data` and writing below `folder`."""
+def no_copies(folder: Path) -> Path:
+    """A copies folder that says no source image is a copy of another (and no overlay): for
+    tests of augment alone; `run_data_stages` runs the copies stage itself."""
+    found = folder / "copies"
+    if not found.exists():
+        found.mkdir(parents=True)
+        copied.write(found, [], np.zeros((keypoints.WORK_SIZE,) * 2, bool))
+    return found
+
+
+def copies_args(data: Path, folder: Path) -> list[str]:
+    """The copies stage's arguments, reading `data` and writing below `folder`."""
     return [
         "--input",
         str(data),
+        "--output",
+        str(folder / "copies"),
+        "--metrics",
+        str(folder / "copies_metrics.json"),
+        "--report",
+        str(folder / "copies_report.json"),
+        "--gallery",
+        str(folder / "copies_gallery.png"),
+    ]
+
+
+def augment_args(data: Path, folder: Path) -> list[str]:
+    """The augment stage's arguments, reading `data` and `folder`'s copies folder (`no_copies`
+    unless the copies stage wrote one) and writing below `folder`."""
+    return [
+        "--input",
+        str(data),
+        "--copies",
+        str(no_copies(folder)),
         "--output",
         str(folder / "augmented"),
         "--preview",
@@ -66,9 +95,11 @@ def augment_args(data: Path, folder: Path) -> list[str]:
 
 
 def run_data_stages(folder: Path, params: Path) -> tuple[Path, Path]:
-    """Run synthesize, augment and prepare into `folder`; return the last two's outputs."""
+    """Run synthesize, copies, augment and prepare into `folder`; return the last two's
+    outputs."""
     synth, aug, prep = folder / "synthetic", folder / "augmented", folder / "prepared"
     run_stage("synthesize", ["--params", str(params), "--output", str(synth)])
+    run_stage("copies", ["--params", str(params), *copies_args(synth, folder)])
     run_stage("augment", ["--params", str(params), *augment_args(synth, folder)])
     run_stage("prepare", ["--params", str(params), "--input", str(aug), "--output", str(prep)])
     return aug, prep
@@ -233,7 +264,8 @@ def test_a_tensorflow_stage_starts_quietly(tmp_path, params):
 
     _, prep = run_data_stages(tmp_path, params)
     args = [sys.executable, str(ROOT / "stages" / "audit.py"), "--params", str(params)]
-    args += ["--data", str(prep), "--metrics", str(tmp_path / "a.json")]
+    args += ["--data", str(prep), "--copies", str(tmp_path / "copies")]
+    args += ["--metrics", str(tmp_path / "a.json")]
     args += ["--report", str(tmp_path / "r.json"), "--nearest", str(tmp_path / "n.csv")]
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
@@ -266,7 +298,7 @@ def test_a_multi_patient_set_is_split_by_patient(tmp_path, params):
         "prepare", ["--params", str(params), "--input", str(tmp_path / "augmented"),
                     "--output", str(prep)],
     )  # fmt: skip
-    assert "prepare: split by group (data.group_by) with seed 42" in line
+    assert "prepare: split by group (copies found, data.group_by) with seed 42" in line
     groups = {
         name: {e.group for e in prepared.read_table(prep, name)}
         for name in ("train", "val", "test")

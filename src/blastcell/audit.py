@@ -42,24 +42,20 @@ from pathlib import Path
 import numpy as np
 import scipy.ndimage
 import scipy.sparse
-from skimage.color import rgb2gray
-from skimage.feature import ORB
 
 from blastcell import prepared
 from blastcell.files import DataError
 from blastcell.images import resize
+from blastcell.keypoints import WORK_SIZE, Keypoints, detect, fit_affine, match
 from blastcell.params import AuditParams, AugmentParams
 
 FILL_TOLERANCE = 3  # pixel levels: resizing leaves the fill within this of its value
 EXPONENT = 1 / 3
-WORK_SIZE = 128  # pixels: keypoints are found at one resolution, so inlier counts mean the same
-FAST_THRESHOLD = 0.02  # of the grey range; ORB's 0.08 finds few corners in soft or upsampled crops
-SCALES = 4  # pyramid levels 1.2x apart: 1.7x, more than zoom's 1.5x between two copies
 FILL_MARGIN = 4  # pixels: keypoints this near the fill are dropped (its corners are in every copy)
-RESIDUAL = 2.0  # pixels at WORK_SIZE: a pair agrees with a map that takes it within this
-TRIALS = 500  # RANSAC's samples of three pairs, drawn from a fixed seed: the same answer each run
-MIN_AREA = 1.0  # pixels^2: samples of three nearly collinear points are skipped
 STRETCH_SLACK = 1.15  # on the stretch the augmentation allows, for keypoint noise
+OVERLAY_BUDGET = (
+    2  # with an overlay, ORB keeps this many times the keypoints before it is left out
+)
 
 
 def fill_mask(images: np.ndarray, fill: Sequence[float]) -> np.ndarray:
@@ -144,37 +140,25 @@ def shortlist(queries, references: Iterable, k: int) -> tuple[np.ndarray, np.nda
     return index, np.maximum(best, 0.0)  # rounding can take a duplicate a hair below 0
 
 
-@dataclass(frozen=True)
-class Keypoints:
-    """An image's ORB keypoints at WORK_SIZE: positions (n, 2) as (x, y) = (column, row), and
-    their binary descriptors (n, 32), 256 bits packed."""
-
-    xy: np.ndarray
-    bits: np.ndarray
-
-
-NO_KEYPOINTS = Keypoints(np.zeros((0, 2)), np.zeros((0, 32), np.uint8))
-
-
-def keypoints(image: np.ndarray, n: int, fill: Sequence[float] | None = None) -> Keypoints:
-    """Up to `n` ORB keypoints of a uint8 RGB image (H, W, 3), brought to WORK_SIZE pixels; with
-    `fill`, none within FILL_MARGIN pixels of that colour (the augmentation's padding)."""
-    image = resize(_check_batch(image[np.newaxis])[0], WORK_SIZE)
-    orb = ORB(n_keypoints=n, fast_threshold=FAST_THRESHOLD, n_scales=SCALES)
-    try:
-        orb.detect_and_extract(rgb2gray(image))
-    except RuntimeError:  # "ORB found no features": a flat image, nothing to match
-        return NO_KEYPOINTS
-    rows, cols = orb.keypoints.T
-    keep = np.ones(len(rows), bool)
+def keypoints(
+    image: np.ndarray,
+    n: int,
+    fill: Sequence[float] | None = None,
+    overlay: np.ndarray | None = None,
+) -> Keypoints:
+    """Up to `n` ORB keypoints of a uint8 RGB image (H, W, 3) at WORK_SIZE; with `fill`, none
+    within FILL_MARGIN pixels of that colour (the augmentation's padding); with `overlay` (a
+    WORK_SIZE mask, `copied.Copies.overlay`), none on it, the `n` strongest of the rest."""
+    exclude = None
     if fill is not None:
-        near = scipy.ndimage.binary_dilation(
-            fill_mask(image[np.newaxis], fill)[0], iterations=FILL_MARGIN
+        small = resize(_check_batch(image[np.newaxis])[0], WORK_SIZE)
+        exclude = scipy.ndimage.binary_dilation(
+            fill_mask(small[np.newaxis], fill)[0], iterations=FILL_MARGIN
         )
-        keep = ~near[np.rint(rows).astype(int), np.rint(cols).astype(int)]
-    return Keypoints(
-        np.column_stack([cols, rows])[keep], np.packbits(orb.descriptors[keep], axis=1)
-    )
+    if overlay is None or not overlay.any():  # the n strongest, then those off the fill
+        return detect(_check_batch(image[np.newaxis])[0], n, exclude=exclude)
+    exclude = overlay if exclude is None else exclude | overlay
+    return detect(image, n, exclude=exclude, budget=OVERLAY_BUDGET * n)
 
 
 def views(image: np.ndarray, augment: AugmentParams) -> list[np.ndarray]:
@@ -182,34 +166,6 @@ def views(image: np.ndarray, augment: AugmentParams) -> list[np.ndarray]:
     by 180 degrees): the views of a test image matched against its candidates."""
     flips = (augment.horizontal_flip, augment.vertical_flip)  # both read: both are declared
     return [image, image[:, ::-1]] if any(flips) else [image]
-
-
-_M1, _M2, _M4, _ONES = (
-    np.uint64(m)
-    for m in (0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101)
-)
-
-
-def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n, m) bits that differ between packed descriptors a (n, 32) and b (m, 32), uint8."""
-    # Counted 64 bits at a time, in integers: a float matrix product would be faster alone, but
-    # BLAS threads on matrices this small crawl when the cores are busy.
-    x = a.view(np.uint64)[:, np.newaxis, :] ^ b.view(np.uint64)[np.newaxis, :, :]
-    x = x - ((x >> np.uint64(1)) & _M1)
-    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
-    x = (x + (x >> np.uint64(4))) & _M4
-    return ((x * _ONES) >> np.uint64(56)).sum(axis=2)
-
-
-def match(a: Keypoints, b: Keypoints) -> np.ndarray:
-    """(m, 2) indices of the keypoints of `a` and `b` that are each other's nearest by Hamming
-    distance (of equal distances the first wins)."""
-    if not len(a.bits) or not len(b.bits):
-        return np.zeros((0, 2), np.int64)
-    distance = hamming(a.bits, b.bits)
-    forward, backward = distance.argmin(axis=1), distance.argmin(axis=0)
-    mutual = np.flatnonzero(backward[forward] == np.arange(len(forward)))
-    return np.column_stack([mutual, forward[mutual]])
 
 
 def max_stretch(augment: AugmentParams) -> float:
@@ -220,50 +176,6 @@ def max_stretch(augment: AugmentParams) -> float:
     low, high = np.linalg.svd([[1, -np.sin(shear)], [0, np.cos(shear)]], compute_uv=False)[::-1]
     low, high = low * (1 - augment.zoom_range), high * (1 + augment.zoom_range)
     return STRETCH_SLACK * high / low if low > 0 else np.inf
-
-
-def fit_affine(
-    src: np.ndarray, dst: np.ndarray, stretch: float, rng: np.random.Generator
-) -> np.ndarray:
-    """RANSAC: which of the pairs (src[i], dst[i]) (m, 2) agree with the affine map that the most
-    of them agree with, within RESIDUAL, among maps that do not mirror and stretch by no more
-    than `stretch` nor less than its inverse; the map is refitted to its inliers. A boolean
-    (m,) mask.
-
-    All TRIALS samples are solved and scored at once, in NumPy (some 40 times faster than
-    `skimage.measure.ransac`'s loop over as many samples).
-    """
-    m = len(src)
-    none = np.zeros(m, bool)
-    if m < 3:
-        return none
-    sample = rng.integers(0, m, (TRIALS, 3))
-    sample = sample[(sample[:, 0] != sample[:, 1]) & (sample[:, 0] != sample[:, 2])]
-    sample = sample[sample[:, 1] != sample[:, 2]]
-    points = np.column_stack([src, np.ones(m)])  # dst ~ points @ map, map (3, 2)
-    corners = points[sample]  # (T, 3, 3)
-    corners_ok = np.abs(np.linalg.det(corners)) >= 2 * MIN_AREA
-    sample, corners = sample[corners_ok], corners[corners_ok]
-    if not len(sample):
-        return none
-    maps = np.linalg.solve(corners, dst[sample])  # (T, 3, 2)
-    linear = maps[:, :2, :]
-    singular = np.linalg.svd(linear, compute_uv=False)  # (T, 2), largest first
-    allowed = (
-        (np.linalg.det(linear) > 0) & (singular[:, 0] <= stretch) & (singular[:, 1] >= 1 / stretch)
-    )
-    if not allowed.any():
-        return none
-    maps = maps[allowed]
-    residual = np.linalg.norm(points @ maps - dst, axis=2)  # (T, m)
-    inliers = residual[(residual < RESIDUAL).sum(axis=1).argmax()] < RESIDUAL
-    for _ in range(3):  # refit to the inliers while that gains some
-        refit = np.linalg.lstsq(points[inliers], dst[inliers], rcond=None)[0]
-        more = np.linalg.norm(points @ refit - dst, axis=1) < RESIDUAL
-        if more.sum() <= inliers.sum():
-            break
-        inliers = more
-    return inliers
 
 
 def agreement(test: Sequence[Keypoints], train: Keypoints, stretch: float) -> tuple[int, int]:
@@ -310,12 +222,14 @@ def compare(
     train: Callable[[], Iterable[np.ndarray]],
     params: AuditParams,
     augment: AugmentParams,
+    overlay: np.ndarray | None = None,
 ) -> Found:
     """Shortlist and verify every test image against the training images.
 
     `test` yields batches of uint8 RGB test images (n, H, W, 3); `train()` yields the training
     images the same way, and is called twice (colour descriptors first, then the keypoints of
-    the shortlisted ones).
+    the shortlisted ones). `overlay`: the data set's burned-in overlay (a WORK_SIZE mask, found
+    by the copies stage), where no keypoint is taken.
     """
     fill = fill_colour(augment)
     k = params.candidates
@@ -326,7 +240,7 @@ def compare(
         index.append(i)
         distance.append(d)
         test_keypoints += [
-            [keypoints(view, params.keypoints, fill) for view in views(image, augment)]
+            [keypoints(view, params.keypoints, fill, overlay) for view in views(image, augment)]
             for image in x
         ]
     index, distance = np.concatenate(index), np.concatenate(distance)
@@ -340,7 +254,7 @@ def compare(
         for t, image in enumerate(x):
             if offset + t not in wanted:
                 continue
-            theirs = keypoints(image, params.keypoints, fill)
+            theirs = keypoints(image, params.keypoints, fill, overlay)
             for q, j in wanted[offset + t]:
                 inliers[q, j], pairs[q, j] = agreement(test_keypoints[q], theirs, stretch)
         offset += len(x)
@@ -384,11 +298,17 @@ class Audit:
         )
 
 
-def audit(folder: Path, params: AuditParams, augment: AugmentParams) -> Audit:
+def audit(
+    folder: Path,
+    params: AuditParams,
+    augment: AugmentParams,
+    overlay: np.ndarray | None = None,
+) -> Audit:
     """Each test image's best match in training, flagged where it verifies, and, from the
     prepared folder's tables, the ground truth on our own data: test images whose best match,
     or any training image, comes from the same source cell, and test images whose group
-    (patient, slide or sample: `data.group_by`) also has images in training."""
+    (patient, slide or sample: `data.group_by`, joined by the copies found) also has images in
+    training. `overlay`: the data set's burned-in overlay (see `compare`)."""
     test, train = (prepared.read_table(folder, name) for name in ("test", "train"))
     if not train:
         raise DataError(f"{folder / 'train.csv'} lists no images: nothing to compare with")
@@ -396,7 +316,7 @@ def audit(folder: Path, params: AuditParams, augment: AugmentParams) -> Audit:
     def images_of(split: str) -> Iterable[np.ndarray]:
         return (x for x, _ in prepared.iterate(folder, split, params.batch_size))
 
-    found = compare(images_of("test"), lambda: images_of("train"), params, augment)
+    found = compare(images_of("test"), lambda: images_of("train"), params, augment, overlay)
     if len(found.index) != len(test):
         raise DataError(
             f"{folder}: the test shards hold {len(found.index)} images, test.csv {len(test)}"
@@ -432,6 +352,7 @@ def audit(folder: Path, params: AuditParams, augment: AugmentParams) -> Audit:
         "median_distance": round(float(np.median(found.distance[:, 0])), 6) if n else None,
         "median_inliers": float(np.median(best_inliers)) if n else None,
         "too_few_keypoints": int((found.keypoint_counts < params.min_inliers).sum()),
+        "overlay_pixels": int(overlay.sum()) if overlay is not None else 0,
         "nearest_same_source": same_best,
         "source_in_train": sum(entry.source in train_sources for entry in test),
         "group_in_train": sum(entry.group in train_groups for entry in test),

@@ -11,6 +11,7 @@ besides (the manifest, the counts, the preview) comes back in a `Result`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from blastcell import SYNTHETIC_MARKER, augmented, images, ingest, parallel, progress
+from blastcell import SYNTHETIC_MARKER, augmented, copied, images, ingest, parallel, progress
 from blastcell.augmented import Record
 from blastcell.files import DataError, atomic_dir, csv_text
 from blastcell.params import AugmentParams, DataParams
@@ -85,22 +86,31 @@ def _write_set(folder: Path, settings: AugmentParams, seed: int, source: _Source
 
 
 def augment(
-    input_folder: Path, output_folder: Path, data: DataParams, settings: AugmentParams, seed: int
+    input_folder: Path,
+    output_folder: Path,
+    data: DataParams,
+    settings: AugmentParams,
+    seed: int,
+    found: copied.Copies | None = None,
 ) -> Result:
     """Read the data set in `input_folder` and write the augmented folder `output_folder`.
 
     Every image (copy 0) and its `settings.copies` copies are written as PNG, with the index
     (file, source, group, class, copy; exact duplicates share a source, the images of one
-    patient or slide a group: `data.group_by`), the class names and what the data set is
-    (`augmented.Source`).
+    patient or slide a group: `data.group_by`, joined with every group that holds a copy of one
+    of its images: `found`, the copies stage's), the class names and what the data set is
+    (`augmented.Source`). The files `found` drops (label conflicts) are left out, listed in the
+    manifest.
     `output_folder` is replaced only if everything succeeds. A bad input file is an error naming
     it, or is skipped with `data.on_bad_image: skip`; two inputs whose outputs would share a
     name (`a.tif` and `a.png`, or `x/y.tif` and `x__y.tif` in one class folder) are an error
     naming both.
     """
+    found = found or copied.Copies()
     listing = ingest.list_dataset(input_folder)
     report = ingest.Report(listing.classes)
-    loaded = ingest.load(listing, report, data)
+    loaded = ingest.load(listing, report, data, drop=found.dropped)
+    group_of: dict[str, str] = {}  # each file's group before copies join them
     records: list[Record] = []
     first_with_stem: dict[str, Path] = {}
     kept_per_class = [0] * len(listing.classes)
@@ -112,6 +122,7 @@ def augment(
             if stem in first_with_stem:
                 raise DataError(f"{path} and {first_with_stem[stem]} would share outputs {stem}_*")
             first_with_stem[stem] = path
+            group_of[img.key] = img.group
             records.extend(
                 Record(f"{stem}_{k}.png", img.source, img.group, label, k)
                 for k in range(settings.copies + 1)
@@ -127,6 +138,9 @@ def augment(
         for done in progress.track(written, len(listing.items), "augment"):
             if done is not None:
                 kept.append(done)
+        joined = copied.merge(group_of, found)
+        records = [dataclasses.replace(r, group=joined[r.group]) for r in records]
+        report.regroup(joined)
         manifest = csv_text(list(ingest.MANIFEST_COLUMNS), report.manifest())
         source = augmented.Source(
             data_dir=str(input_folder),

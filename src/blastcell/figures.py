@@ -179,6 +179,37 @@ def heatmap_overlays(
     return fig
 
 
+def copy_gallery(
+    pairs: Sequence[Sequence[np.ndarray]], titles: Sequence[str], overlay: np.ndarray
+) -> Figure:
+    """Pairs of images side by side, each pair titled, after a panel of the overlay mask."""
+    n = len(pairs)
+    cols = 2 * min(n, 2) or 2
+    rows = 1 + -(-n // 2)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        _bare(ax)
+        ax.axis("off")
+    first = axes[0][0]
+    first.axis("on")
+    first.imshow(overlay)
+    first.set_title(
+        "overlay left out (white)" if overlay.any() else "no overlay found", fontsize=7
+    )
+    if not n:
+        axes[0][1].text(0.0, 0.5, "no copies found", va="center", fontsize=10)
+    for k, (pair, text) in enumerate(zip(pairs, titles, strict=True)):
+        row, col = 1 + k // 2, 2 * (k % 2)
+        for j, image in enumerate(pair):
+            ax = axes[row][col + j]
+            ax.axis("on")
+            ax.imshow(image)
+        axes[row][col].set_title(text, fontsize=6, loc="left")
+    fig.suptitle("Copies found before the split", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: Figure, path: Path) -> None:
     """Save a figure as PNG without a software/version stamp, so reruns give the same bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -129,6 +129,7 @@ class Report:
     skipped: int = 0
     duplicates: int = 0
     converted: int = 0
+    dropped: int = 0
 
     def add(self, img: Loaded) -> None:
         h, w = img.pixels.shape[:2]
@@ -154,21 +155,37 @@ class Report:
         self.skipped += 1
         self.rows.append([key, self.classes[label], "skipped", "", "", "", "", "", "", why])
 
+    def drop(self, key: str, label: int, why: str) -> None:
+        """A file left out for a label conflict (`copies.on_label_conflict: drop`)."""
+        self.dropped += 1
+        self.rows.append([key, self.classes[label], "dropped", "", "", "", "", "", "", why])
+
+    def regroup(self, new_group: Mapping[str, str]) -> None:
+        """Rename the group of every used file as `new_group` says (groups joined by copies)."""
+        at = MANIFEST_COLUMNS.index("group")
+        for row in self.rows:
+            if row[2] == "used":
+                row[at] = new_group.get(str(row[at]), row[at])
+
     def manifest(self) -> list[list[object]]:
         """The manifest rows sorted by path."""
         return sorted(self.rows, key=lambda row: str(row[0]))
 
     def metrics(self) -> dict[str, object]:
-        """Counts: images used, per class, skipped, duplicates and converted."""
+        """Counts: images used, per class, skipped, duplicates, converted and, where any were,
+        dropped for a label conflict."""
         used = [row for row in self.rows if row[2] == "used"]
         per_class = {name: sum(row[1] == name for row in used) for name in self.classes}
-        return {
+        counts: dict[str, object] = {
             "images": len(used),
             "per_class": per_class,
             "skipped": self.skipped,
             "duplicates": self.duplicates,
             "converted": self.converted,
         }
+        if self.dropped:
+            counts["dropped"] = self.dropped
+        return counts
 
     def per_class(self) -> list[list[object]]:
         """One row per class: its name, images used and files skipped."""
@@ -594,16 +611,29 @@ def grouping(pattern: str | None, folder: Path) -> Callable[[str], str]:
 
 
 def load(
-    listing: Listing, report: Report, data: DataParams, *, grouped: bool = True
+    listing: Listing,
+    report: Report,
+    data: DataParams,
+    *,
+    grouped: bool = True,
+    drop: Mapping[str, str] | None = None,
+    across_classes: bool = False,
 ) -> Iterator[Loaded]:
     """Decode every listed image in order as `data` says (limits, squaring, bad images, and
     with `grouped` the groups of `data.group_by`), filling `report`; skips bad files only if
-    `data.on_bad_image` is `skip`."""
+    `data.on_bad_image` is `skip`. Files in `drop` (key: why) are left out, undecoded, and
+    listed as dropped. The same pixels under two classes are an error, unless `across_classes`
+    (the copies stage, which applies `copies.on_label_conflict` to them): then the later file is
+    a duplicate of the earlier one, like any other."""
     first_of: dict[str, tuple[Item, str]] = {}  # by pixel digest: (item, key), not the pixels
     group_of = grouping(data.group_by if grouped else None, listing.folder)
     skip_bad = data.on_bad_image == "skip"
+    drop = drop or {}
     for item in listing.items:
         key = listing.key(item)
+        if key in drop:
+            report.drop(key, item.label, drop[key])
+            continue
         try:
             _check_file(item.path, listing.folder)
             pixels, note = decode(
@@ -620,7 +650,7 @@ def load(
             continue
         digest = hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
         first, source = first_of.setdefault(digest, (item, key))
-        if first.label != item.label:
+        if first.label != item.label and not across_classes:
             raise DataError(
                 f"{item.path} and {first.path} hold the same pixels under two classes, "
                 f"'{listing.classes[item.label]}' and '{listing.classes[first.label]}'"

@@ -115,6 +115,38 @@ class AugmentParams(Section):
     workers: int = _param("processes; 0: one per CPU core (the files do not depend on it)", ge=0)
 
 
+class CopiesParams(Section):
+    """How the copies stage finds the source images that show the same cells."""
+
+    keypoints: int = _param(
+        "ORB keypoints per image (and per mirror image), found at 128 px", ge=8, le=5000
+    )
+    candidates: int = _param(
+        "images verified per image, those whose keypoints collide most in one map",
+        ge=1,
+        le=1000,
+    )
+    min_inliers: int = _param(
+        "keypoint pairs agreeing with one map (a turn, a scale, a shift, a flip) that make two "
+        "images copies",
+        ge=3,
+        le=5000,
+    )
+    overlay_share: float = _param(
+        "content at the same place in at least this share of the images (a scale bar, text) "
+        "is an overlay, left out",
+        gt=0,
+        le=1,
+    )
+    on_label_conflict: Literal["error", "drop"] = _param(
+        "copies under two classes: error: stop, naming two of them | drop: leave their whole "
+        "group out, listed in the manifest"
+    )
+    workers: int = _param(
+        "processes; 0: one per CPU core (the results do not depend on it)", ge=0, le=1024
+    )
+
+
 class PrepareParams(Section):
     split: Literal["source", "random"] = _param(
         "source: by original cell (no leakage) | random: the seed's leaky split"
@@ -275,6 +307,7 @@ class Params(Section):
     base: BaseParams
     data: DataParams
     synthesize: SynthesizeParams
+    copies: CopiesParams
     augment: AugmentParams
     prepare: PrepareParams
     model: ModelParams

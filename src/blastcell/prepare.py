@@ -53,7 +53,7 @@ def split_by_group(
         top = max(labels.values())
         groups_by_class[min(k for k, n in labels.items() if n == top)].append(group)
     grouped = any(r.group != r.source for r in records)
-    unit = "groups (data.group_by)" if grouped else "source images"
+    unit = "groups (copies, data.group_by)" if grouped else "source images"
     side: dict[str, str] = {}
     for label in sorted(groups_by_class):
         groups = sorted(groups_by_class[label])
