@@ -219,7 +219,8 @@ def test_the_copies_figures_come_from_the_committed_benchmark():
     assert grouped in own
     assert scaled in readme
     per_source = [run["pairs_verified"] / run["sources"] for run in BENCH["copies_scale"].values()]
-    verified = f"({per_source[0]:.1f} at 1×, {per_source[-1]:.1f} at 16×)"
+    times = "\N{MULTIPLICATION SIGN}"
+    verified = f"({per_source[0]:.1f} at 1{times}, {per_source[-1]:.1f} at 16{times})"
     assert verified in own
     assert f"{p['layouts']} layouts of {p['images']} images in all" in own
     assert f"covered {100 * p['overlay_share_of_image']:.1f} % of the image" in own
