@@ -554,11 +554,12 @@ def _label_conflicts(
     params: CopiesParams,
 ) -> list[str]:
     """The files of groups that span two classes, to drop; or an error naming two of them."""
+    drop = params.on_label_conflict == "drop"  # read on every run: the outputs depend on it
     dropped = []
     for group in groups:
         if len({labels[i] for i in group}) < 2:
             continue
-        if params.on_label_conflict == "drop":
+        if drop:
             dropped += [keys[i] for i in group]
             continue
         inside = set(group)
