@@ -23,7 +23,6 @@ METRICS = [  # in the order `dvc exp show` shows them: dvc.yaml's stages, then c
     "metrics/train.json",
     "metrics/evaluate.json",
     "metrics/audit.json",
-    "metrics/copies.json",
     "cv/metrics.json",
 ]
 OWN_DATA = (ROOT / "docs" / "your-own-data.md").read_text(encoding="utf-8")
