@@ -68,12 +68,11 @@ def test_the_results_table_holds_the_committed_default_run():
     assert f"of {PARAMS['train']['epochs']} planned" in default["best epoch (validation loss)"]
     audited = default[AUDIT]
     assert audited.startswith(f"**{audit['near_duplicates']} of 52**")
-    copies = load("reports/copies.json")
+    copies = load("metrics/copies.json")  # in git; reports/ is DVC's (not in a clean checkout)
     n = copies["sources"]
     found = f"**{copies['copy_groups']} groups** among the {n} source images"
     verified = f"({copies['pairs_verified']:,} pairs of the {n * (n - 1) // 2:,} verified)"
     assert default[COPIES] == f"{found} {verified}"
-    assert load("metrics/copies.json")["copy_groups"] == copies["copy_groups"]
     settings = params.load(ROOT / "params.yaml")
     net = model.build(settings.model, settings.prepare.image_size, 2)
     assert f"({net.count_params():,} parameters)" in README
