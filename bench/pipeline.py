@@ -2,9 +2,10 @@
 
     python bench/pipeline.py [--quick] [--keep DIR]
 
-Treats the stages as black boxes: copies the pipeline (dvc.yaml, params.yaml, stages/, src/)
-into temporary git + DVC repos, runs `dvc repro` there and reads what each stage appends to
-$BLASTCELL_TRACE (its peak resident set size and that of its largest child process).
+Treats the stages as black boxes: copies the pipeline into temporary git + DVC repos
+(bench/pipeline_repo.py, the tests' builder too), runs `dvc repro` there and reads what each
+stage appends to $BLASTCELL_TRACE (its peak resident set size and that of its largest child
+process).
 
 1. End to end: `dvc repro` of params.yaml from an empty cache (a fresh `dvc init`), wall time;
    per stage, the time from DVC's "Running stage" line to the next one (or to the end): the
@@ -19,9 +20,10 @@ $BLASTCELL_TRACE (its peak resident set size and that of its largest child proce
 5. Inference with the first run's trained model on the synthetic originals: batch throughput
    and single-image latency in this process, and the `blastcell predict` command's wall time.
 
---quick runs everything on tiny params (24 images of 64 px, 2 epochs) to try the benchmark out
-in a minute or two; its numbers mean little. --keep DIR keeps the repos there. It prints a table
-and then the results as JSON; it asserts only that the pipeline ran.
+--quick runs everything on tiny params (24 images of 64 px, 2 epochs; the scaled repo at 2x, the
+overhead once) to try the benchmark out in a minute or two; its numbers mean little. --keep DIR
+keeps the repos there. It prints a table and then the results as JSON; it asserts only that the
+pipeline ran.
 """
 
 from __future__ import annotations
@@ -36,20 +38,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from machine import describe, summary
+from pipeline_repo import ROOT, STAGES, TAIL_LINES, TINY, Repo, make, run, tail
 
-ROOT = Path(__file__).resolve().parents[1]
-# The default pipeline's stages, as dvc.yaml lists them (external: one per set, none by default)
-STAGES = [s for s in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"] if s != "external"]
-SCALE = 10
-REPEATS = 3  # no-op repro and status: median of this many
-QUICK = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())  # the tests' tiny params
+from blastcell import params
+
+SCALE = 10  # --quick: 2 (that the scaled run works; its figures mean nothing either way)
+REPEATS = 3  # no-op repro and status: median of this many (--quick: 1)
 PREDICT_BATCH = 100
-TAIL_LINES = 40
 RUNNING = re.compile(r"Running stage '([\w@-]+)'")
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -59,33 +57,10 @@ class BenchError(RuntimeError):
     """A command of the benchmark failed or did something unexpected; the message shows why."""
 
 
-@dataclass
-class Repo:
-    """A temporary git + DVC repo holding a copy of the pipeline, and how to run in it."""
-
-    path: Path
-    env: dict[str, str]
-    trace: Path
-
-
-def _tail(text: str) -> str:
-    return "\n".join(text.rstrip().splitlines()[-TAIL_LINES:])
-
-
 def _fail(cmd: tuple[str, ...], why: str, output: str) -> BenchError:
     return BenchError(
-        f"`{' '.join(cmd)}` {why}; last {TAIL_LINES} lines of its output:\n{_tail(output)}"
+        f"`{' '.join(cmd)}` {why}; last {TAIL_LINES} lines of its output:\n{tail(output)}"
     )
-
-
-def run(repo: Repo, *cmd: str) -> tuple[float, str, str]:
-    """Run a command in the repo: (seconds, stdout, stderr); raise with its tail on failure."""
-    start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=repo.path, env=repo.env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise _fail(cmd, f"failed (exit {result.returncode})", result.stdout + result.stderr)
-    return seconds, result.stdout, result.stderr
 
 
 def repro(repo: Repo) -> tuple[float, dict[str, float]]:
@@ -119,45 +94,6 @@ def repro(repo: Repo) -> tuple[float, dict[str, float]]:
     return end - start, {stage: t1 - t0 for (stage, t0), t1 in zip(marks, ends, strict=True)}
 
 
-def make_repo(path: Path, overrides: dict[str, dict[str, object]]) -> Repo:
-    """Copy the pipeline into `path`, apply params overrides, git init, dvc init, commit."""
-    path.mkdir(parents=True)
-    for name in ["dvc.yaml", "params.yaml", ".gitignore"]:
-        shutil.copy(ROOT / name, path / name)
-    for name in ["stages", "src"]:
-        shutil.copytree(
-            ROOT / name, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-        )
-    if overrides:
-        raw = yaml.safe_load((path / "params.yaml").read_text())
-        for section, values in overrides.items():
-            raw[section].update(values)
-        (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    trace = path.parent / f"{path.name}.trace.jsonl"
-    python_path = [str(path / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {
-        **os.environ,
-        "BLASTCELL_TRACE": str(trace),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "PYTHONPATH": os.pathsep.join(python_path),  # the stages run the copy's blastcell
-        "PYTHONUNBUFFERED": "1",  # "Running stage" lines arrive when DVC writes them
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "blastcell bench",
-        "GIT_AUTHOR_EMAIL": "bench@blastcell.invalid",
-        "GIT_COMMITTER_NAME": "blastcell bench",
-        "GIT_COMMITTER_EMAIL": "bench@blastcell.invalid",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    repo = Repo(path, env, trace)
-    run(repo, "git", "init", "-q", "-b", "main")
-    run(repo, "dvc", "init", "-q")
-    run(repo, "dvc", "config", "core.analytics", "false")
-    run(repo, "dvc", "config", "core.check_update", "false")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-q", "-m", "pipeline, not yet run")
-    return repo
-
-
 def read_trace(repo: Repo) -> dict[str, dict[str, float]]:
     """Per stage: peak RSS in MiB of the stage process (`self`) and its largest child."""
     if not repo.trace.is_file():
@@ -175,28 +111,29 @@ def read_trace(repo: Repo) -> dict[str, dict[str, float]]:
     return rss
 
 
-def overhead(repo: Repo) -> tuple[float, float]:
+def overhead(repo: Repo, repeats: int) -> tuple[float, float]:
     """Median seconds of a no-op `dvc repro` (checked: no stage ran) and of `dvc status`."""
     trace_size = repo.trace.stat().st_size
     noop, status = [], []
-    for _ in range(REPEATS):
-        seconds, out, err = run(repo, "dvc", "repro")
-        if RUNNING.search(out + err) or repo.trace.stat().st_size != trace_size:
-            raise _fail(("dvc", "repro"), "ran a stage on an up-to-date pipeline", out + err)
-        noop.append(seconds)
-        seconds, out, err = run(repo, "dvc", "status", "--json")
-        if json.loads(out) != {}:
-            raise _fail(("dvc", "status", "--json"), "reports changes after repro", out + err)
-        status.append(seconds)
+    for _ in range(repeats):
+        done = run(repo, "dvc", "repro")
+        output = done.stdout + done.stderr
+        if RUNNING.search(output) or repo.trace.stat().st_size != trace_size:
+            raise _fail(("dvc", "repro"), "ran a stage on an up-to-date pipeline", output)
+        noop.append(done.seconds)
+        done = run(repo, "dvc", "status", "--json")
+        if json.loads(done.stdout) != {}:
+            raise _fail(("dvc", "status", "--json"), "reports changes after repro", done.stdout)
+        status.append(done.seconds)
     return statistics.median(noop), statistics.median(status)
 
 
-def pipeline(path: Path, overrides: dict[str, dict[str, object]]) -> dict:
+def pipeline(path: Path, overrides: list[str], repeats: int) -> dict:
     """Make a repo, `dvc repro` it from an empty cache, measure overhead; times and memory."""
-    repo = make_repo(path, overrides)
+    repo = make(path, overrides)
     e2e, stage_s = repro(repo)
     rss = read_trace(repo)
-    noop, status = overhead(repo)
+    noop, status = overhead(repo, repeats)
     return {
         "repo": repo,
         "e2e": e2e,
@@ -239,9 +176,9 @@ def inference(repo: Repo, quick: bool) -> dict[str, float]:
         latencies.append(time.perf_counter() - start)
 
     output = repo.path.parent / f"{repo.path.name}.predictions.csv"
-    cli_s, _, _ = run(
+    cli_s = run(
         repo, "python", "-m", "blastcell", "predict", str(folder), "--output", str(output)
-    )
+    ).seconds
     rows = len(output.read_text().splitlines()) - 1
     if rows != len(files):
         raise BenchError(f"blastcell predict wrote {rows} rows for {len(files)} images")
@@ -255,24 +192,20 @@ def inference(repo: Repo, quick: bool) -> dict[str, float]:
     }
 
 
-def _params(overrides: dict[str, dict[str, object]]) -> dict:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in overrides.items():
-        raw[section].update(values)
-    return raw
-
-
 def measure(quick: bool = False, keep: Path | None = None) -> dict:
     """Run the benchmark (tiny params if `quick`); keep the temporary repos in `keep` if given."""
-    base = {s: dict(v) for s, v in QUICK.items()} if quick else {}
-    params = _params(base)
-    n_blast, n_not_blast = (params["synthesize"][k] for k in ("n_blast", "n_not_blast"))
-    scaled = {s: dict(v) for s, v in base.items()}
-    scaled.setdefault("synthesize", {}).update(
-        n_blast=SCALE * n_blast, n_not_blast=SCALE * n_not_blast
-    )
-    # peak memory does not grow with epochs (one epoch: no warm-up)
-    scaled.setdefault("train", {}).update(epochs=1, warmup_epochs=0)
+    base = list(TINY) if quick else []
+    scale, repeats = (2, 1) if quick else (SCALE, REPEATS)
+    settings = params.load(ROOT / "params.yaml", base)
+    n_blast, n_not_blast = settings.synthesize.n_blast, settings.synthesize.n_not_blast
+    scaled = [
+        *base,
+        f"synthesize.n_blast={scale * n_blast}",
+        f"synthesize.n_not_blast={scale * n_not_blast}",
+        # peak memory does not grow with epochs (one epoch: no warm-up)
+        "train.epochs=1",
+        "train.warmup_epochs=0",
+    ]
 
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
@@ -282,8 +215,8 @@ def measure(quick: bool = False, keep: Path | None = None) -> dict:
     else:
         parent = Path(tempfile.mkdtemp(prefix="blastcell-bench-"))
     try:
-        one = pipeline(parent / "default", base)
-        ten = pipeline(parent / "scaled_10x", scaled)
+        one = pipeline(parent / "default", base, repeats)
+        ten = pipeline(parent / "scaled_10x", scaled, repeats)
         predict = inference(one["repo"], quick)  # last: TensorFlow stays loaded in this process
         augmented = ten["repo"].path / "data/augmented/index.csv"
         augmented_images = len(augmented.read_text().splitlines()) - 1
@@ -296,16 +229,17 @@ def measure(quick: bool = False, keep: Path | None = None) -> dict:
     results: dict = {
         "quick": quick,
         "images": n_blast + n_not_blast,
-        "augment_copies": params["augment"]["copies"],
+        "augment_copies": settings.augment.copies,
         "e2e_repro_s": one["e2e"],
         "stage_s": one["stage_s"],
         "noop_repro_s": one["noop"],
         "status_s": one["status"],
+        "repeats": repeats,
     }
     results |= {f"{s}_peak_rss_mb": peak[s] for s in STAGES}
     results["peak_rss_detail_mb"] = one["rss"]
     results |= {
-        "images_10x": SCALE * (n_blast + n_not_blast),
+        "images_10x": scale * (n_blast + n_not_blast),
         "augmented_images_10x": augmented_images,
         "e2e_repro_s_10x": ten["e2e"],
         "stage_s_10x": ten["stage_s"],
@@ -347,9 +281,9 @@ def table(r: dict) -> str:
         " and caching its outputs)",
         f"train peak RSS growth at 10x: {r['train_rss_growth_10x']:.2f} (1.00 = flat)",
         "",
-        f"no-op dvc repro (median of {REPEATS}): {r['noop_repro_s']:6.2f} s   "
+        f"no-op dvc repro (median of {r.get('repeats', REPEATS)}): {r['noop_repro_s']:6.2f} s   "
         f"10x: {r['noop_repro_s_10x']:6.2f} s",
-        f"dvc status      (median of {REPEATS}): {r['status_s']:6.2f} s   "
+        f"dvc status      (median of {r.get('repeats', REPEATS)}): {r['status_s']:6.2f} s   "
         f"10x: {r['status_s_10x']:6.2f} s",
         "",
         f"inference, {r['predict_image_size']} px input:",

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import tiny_data
-import yaml
 from train_throughput import SEED_CONFIG
 
 from blastcell import devices, model, train
@@ -97,8 +96,7 @@ def compare(config: Params, images: int, epochs: int) -> dict:
 def measure(quick: bool = False, params_path: Path = ROOT / "params.yaml") -> dict:
     if quick:
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "params.yaml"
-            path.write_text(yaml.safe_dump(tiny_data.tiny_params(), sort_keys=False))
+            path = tiny_data.tiny_params(Path(tmp) / "params.yaml")
             default = compare(load(path), 64, 1)
             seed = compare(load(path, [*SEED_CONFIG, "prepare.image_size=64"]), 32, 1)
     else:

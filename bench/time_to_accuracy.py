@@ -92,8 +92,9 @@ def run_recipe(data: Path, params: Params) -> dict:
     clock = EpochClock()
     trained = train.train(data, params.model, params.train, params.base.seed, callbacks=[clock])
     epochs, seconds = time_to_accuracy(clock)
-    y_true, probs = evaluate.predict(trained.model, data, params.evaluate.batch_size)
-    classes = prepared.read_spec(data).classes
+    folder = prepared.read(data)
+    y_true, probs = evaluate.predict(trained.model, folder, params.evaluate.batch_size)
+    classes = folder.spec.classes
     ci = evaluate.bootstrap(y_true, probs, classes, RESAMPLES, params.base.seed)["ci95"]
     run = trained.summary
     return {

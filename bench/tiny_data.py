@@ -7,25 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from pipeline_repo import ROOT, TINY
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())
+from blastcell.params import write_overridden
 
 
-def tiny_params() -> dict:
-    """params.yaml with every section of tests/tiny.yaml merged over it."""
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
-        raw[section].update(values)
-    return raw
+def tiny_params(path: Path) -> Path:
+    """Write params.yaml with tests/tiny.yaml's overrides to `path`; returns `path`."""
+    return write_overridden(ROOT / "params.yaml", TINY, path)
 
 
 def build(folder: Path) -> dict[str, Path]:
     """Write params.yaml and run synthesize, augment and prepare into `folder`; their paths."""
-    params = folder / "params.yaml"
     folder.mkdir(parents=True, exist_ok=True)
-    params.write_text(yaml.safe_dump(tiny_params(), sort_keys=False))
+    params = tiny_params(folder / "params.yaml")
     synthetic = folder / "synthetic"
     run_stage("synthesize", params, "--output", synthetic)
     return {"synthetic": synthetic, **augment_and_prepare(folder, params, synthetic)}

@@ -68,7 +68,7 @@ def load_arrays(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The seed's way: the whole split as float32 pixels and one-hot labels in memory."""
     spec = prepared.read_spec(folder)
     xs, ys = [], []
-    for x, y in prepared.iterate(folder, split, 256):
+    for x, y in prepared.read(folder).iterate(split, 256):
         xs.append(x.astype(np.float32))
         ys.append(y)
     return np.concatenate(xs), np.eye(len(spec.classes), dtype=np.float32)[np.concatenate(ys)]
@@ -92,11 +92,11 @@ class Way:
         cfg = params.train
         if name == "ours":
             self.policy = devices.resolve_precision(cfg.precision)
-            shuffled = prepared.dataset(
-                folder, "train", cfg.batch_size, cfg.shuffle_buffer, params.base.seed
+            shuffled = prepared.read(folder).dataset(
+                "train", cfg.batch_size, cfg.shuffle_buffer, params.base.seed
             )
             self.fit_args = {"x": shuffled, "shuffle": False}
-            self.val = prepared.dataset(folder, "val", cfg.batch_size)
+            self.val = prepared.read(folder).dataset("val", cfg.batch_size)
         else:
             self.policy = "float32"
             x, y = load_arrays(folder, "train")
@@ -128,7 +128,7 @@ class Way:
             **self.fit_args, validation_data=self.val, epochs=epochs, callbacks=[keep], verbose=0
         )
         hits = total = 0
-        for x, y in prepared.iterate(self.folder, "test", 100):
+        for x, y in prepared.read(self.folder).iterate("test", 100):
             hits += int(np.sum(np.argmax(self.net.predict_on_batch(x), axis=1) == y))
             total += len(y)
         return hits / total
@@ -181,7 +181,9 @@ def seed_config(augmented: Path, params_path: Path, quick: bool, n_rounds: int) 
 def input_pipeline(folder: Path, params: Params) -> float:
     """Images per second of streaming the train split with no model (second pass)."""
     cfg = params.train
-    ds = prepared.dataset(folder, "train", cfg.batch_size, cfg.shuffle_buffer, params.base.seed)
+    ds = prepared.read(folder).dataset(
+        "train", cfg.batch_size, cfg.shuffle_buffer, params.base.seed
+    )
     for _ in ds:  # first pass warms the file cache
         pass
     start, n = time.perf_counter(), 0

@@ -1,7 +1,8 @@
 """Stage audit: the leakage audit, which test images are copies of a training image.
 
-Params: audit.*, and of augment the fill (fill_mode, cval: left out of the comparison) and the
-transforms a copy can have undergone (zoom_range, shear_range, horizontal_flip, vertical_flip).
+Params: audit.*; augment.fill_mode and augment.cval (the fill, left out of the comparison);
+augment.zoom_range, augment.shear_range, augment.horizontal_flip and augment.vertical_flip (the
+transforms a copy can have undergone).
 Inputs: the prepare stage's folder (the test and train shards, streamed, and the tables that name
 each image and its source cell); the copies stage's folder, for the overlay burned into the data
 set's images (a scale bar, text), where no keypoint is taken.

@@ -5,11 +5,11 @@ are read as augment reads them), copies.*.
 Input (--input): the data folder (`data.dir`).
 Outputs: --output, the copies folder (`blastcell.copied`: each image in a group of copies, its
 group and whether it is kept, and the mask of the overlay burned into the data set's images),
-which augment and the audit read; --metrics, the counts (sources, groups, images in them, label
-conflicts, pairs verified), in git but not a DVC metric (see dvc.yaml); --report, every group
-with its files and what made them copies (identical pixels, or the keypoint pairs that agree
-and the map: turn, scale, shift, flip); --gallery, a PNG of the overlay mask and the pairs a
-person should check first.
+which augment and the audit read; --metrics, the groups of copies (a DVC metric); --report, the
+counts (sources, groups, images in them, label conflicts, files dropped, pairs verified) and
+every group with its files and what made them copies (identical pixels, or the keypoint pairs
+that agree and the map: turn, scale, shift, flip); --gallery, a PNG of the overlay mask and the
+pairs a person should check first.
 """
 
 from pathlib import Path
@@ -28,9 +28,7 @@ def run(params, *, input: Path, output: Path, metrics: Path, report: Path, galle
     with atomic_file(gallery) as tmp:
         figures.save(copies.gallery(result, input, params.data), tmp)
     write_json(report, result.report())
-    counts = {"sources": len(result.keys), **result.metrics()}
-    counts["pairs_verified"] = result.shortlisted
-    write_json(metrics, counts)
+    write_json(metrics, result.metrics())
     return result.summary()
 
 

@@ -1,8 +1,8 @@
 """Stage cv (cv/dvc.yaml): repeated splits, each prepared, audited, trained and scored afresh.
 
-Params: cv.splits (splits drawn with seeds 1 to N), and every param of the prepare, audit, train
-and evaluate stages, which it runs once per split as the default pipeline does, with the split's
-seed in place of base.seed for the split alone (`prepare.py --split-seed`). Inputs: the augment
+Params: cv.splits (splits drawn with seeds 1 to N) and every param of the prepare, audit, train
+and evaluate stages (it runs them once per split as the default pipeline does, with the split's
+seed in place of base.seed for the split alone: `prepare.py --split-seed`). Inputs: the augment
 stage's folder, and the copies stage's (the audit leaves out the overlay it found). Each split's
 shards, model and reports live in a scratch folder beside the outputs, removed as soon as the split
 is scored, so nothing per split is left behind. Outputs: `--splits`, a JSON table (a DVC plot) with

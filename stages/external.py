@@ -1,7 +1,8 @@
 """Stage external (one per set of `external` in params.yaml): the trained model on another data
 set, e.g. another lab's, scored as evaluate scores the test split.
 
-Params: base.seed, data.* (how images are read, as for data.dir), evaluate.*. Inputs: the data
+Params: base.seed, data.on_bad_image, data.max_image_pixels, data.min_image_side, data.square
+(how images are read, as copies and augment read data.dir), evaluate.*. Inputs: the data
 folder (any layout the augment stage reads; its class names must be among the model's) and the
 trained model with what it learned from beside it (`training_data.json`). Outputs: a JSON report
 like evaluate's, and JSON metrics with its headline (accuracy and its interval, sensitivity,

@@ -1,6 +1,6 @@
 """Stage synthesize: write the embedded default data set in ALL-IDB2's layout.
 
-Params: base.seed, synthesize.* (n_blast, n_not_blast, image_size, difficulty, workers).
+Params: base.seed, synthesize.*.
 Output (--output): a flat folder of `ImNNN_L.tif` crops (L = 1 blast), rendered and written by
 `synthesize.workers` processes (0 = one per CPU core); the files do not depend on that number.
 A hidden file in it, `.blastcell-synthetic`, says the cells are synthetic: a model trained on

@@ -1,7 +1,7 @@
-"""A temporary git + DVC repo holding the real pipeline on tiny params, and helpers to drive it.
+"""Helpers to drive a temporary git + DVC repo holding the real pipeline on tiny params.
 
-Shared by the end-to-end tests (test_pipeline.py, test_team.py) through the `repo` fixture in
-conftest.py.
+The repo is built by bench/pipeline_repo.py (the builder the benchmarks use too), once per test
+session: `built_repo` in conftest.py builds it, `repo` gives each test module its own copy.
 """
 
 import json
@@ -10,16 +10,16 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
-from dvc.utils.hydra import apply_overrides
+from pipeline_repo import ROOT, STAGES, TINY, Repo, commit, copy, make
+from pipeline_repo import run as run_in
 
-ROOT = Path(__file__).resolve().parents[1]
-# The default pipeline's stages, as dvc.yaml lists them (external: one per set, none by default)
-STAGES = [s for s in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"] if s != "external"]
+from blastcell import params
+
+__all__ = ["ROOT", "STAGES", "Repo", "copy"]
+
 # Each stage's upstream stage: DVC runs audit and train (both after prepare) in either order,
 # and likewise evaluate and explain (both after train).
 UPSTREAM = {
@@ -32,28 +32,12 @@ UPSTREAM = {
     "evaluate": "train",
     "explain": "train",
 }
-TINY = yaml.safe_load((ROOT / "tests" / "tiny.yaml").read_text())  # also bench --quick
-
-
-@dataclass
-class Repo:
-    """A temporary git + DVC repo holding the pipeline, and the environment to run it in."""
-
-    path: Path
-    env: dict[str, str]
-
-    def __truediv__(self, other: str) -> Path:
-        return self.path / other
 
 
 def run(repo: Repo, *cmd: str, stdout_only: bool = False) -> str:
     """Run a command in the repo; fail the test with its output if it fails."""
-    result = subprocess.run(cmd, cwd=repo.path, capture_output=True, text=True, env=repo.env)
-    if result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
-    return result.stdout if stdout_only else result.stdout + result.stderr
+    done = run_in(repo, *cmd)
+    return done.stdout if stdout_only else done.stdout + done.stderr
 
 
 def dvc(repo: Repo, *args: str) -> str:
@@ -87,69 +71,41 @@ def repro(repo: Repo, *args: str) -> list[str]:
     return ran_stages(dvc(repo, "repro", *args))
 
 
-def set_params(repo: Repo, **changes: object) -> None:
-    """Change params.yaml like `dvc exp run -S section.key=value` does."""
-    path = repo / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        section, key = dotted.split("__")
-        raw[section][key] = value
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+def set_params(repo: Repo, *overrides: str) -> None:
+    """Change the repo's params.yaml: `section.key=value` items, as `dvc exp run -S` takes."""
+    params.write_overridden(repo / "params.yaml", overrides)
 
 
-def add_cv(repo: Repo, env: dict[str, str] | None = None) -> list[str]:
-    """Add the repeated-splits pipeline, cv/dvc.yaml, and run it; returns the stages that ran
-    (`cv/dvc.yaml:cv`, and any of the default pipeline's that it needed)."""
+def cv_trace(repo: Repo) -> Path:
+    """The trace of the build's repeated-splits run (kept apart from the default pipeline's)."""
+    return repo.trace.with_name(repo.trace.name.replace(".trace.", ".cv-trace."))
+
+
+def add_cv(repo: Repo) -> list[str]:
+    """Add the repeated-splits pipeline, cv/dvc.yaml, and run it, tracing to `cv_trace(repo)`;
+    returns the stages that ran (`cv/dvc.yaml:cv`, and any of the default pipeline's that it
+    needed)."""
     (repo / "cv").mkdir(exist_ok=True)
     shutil.copy(ROOT / "cv" / "dvc.yaml", repo / "cv" / "dvc.yaml")
-    with_env = Repo(repo.path, env or repo.env)
-    return ran_stages(dvc(with_env, "repro", "cv/dvc.yaml"))
+    return ran_stages(dvc(repo.with_trace(cv_trace(repo)), "repro", "cv/dvc.yaml"))
 
 
-def build_repo(path: Path, cv: bool = False) -> Repo:
-    """A git + DVC repo at `path` with the pipeline on tiny params, run once and committed.
-
-    With `cv`, the repeated splits (cv.splits: 2) are run and committed too.
-    """
-    path.mkdir()
-    for name in ["dvc.yaml", "params.yaml", ".gitignore"]:
-        shutil.copy(ROOT / name, path / name)
-    shutil.copytree(ROOT / "stages", path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(
-        ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
-    )
-    # With DVC's own writer, as `dvc exp run -S` would: the file keeps the committed layout.
-    apply_overrides(
-        path / "params.yaml",
-        [
-            f"{section}.{key}={value}"
-            for section, values in TINY.items()
-            for key, value in values.items()
-        ],
-    )
-    env = {
-        **os.environ,
-        "BLASTCELL_TRACE": str(path.parent / "trace.jsonl"),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-    }
-    repo = Repo(path, env)
-    run(repo, "git", "init", "-q", "-b", "main")
-    dvc(repo, "init", "-q")
-    shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots")  # templates, offline page
-    shutil.copy(ROOT / ".dvc" / "config", path / ".dvc" / "config")
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-q", "-m", "tiny pipeline, not yet run")
+def build_repo(path: Path) -> Repo:
+    """A git + DVC repo at `path` with the pipeline on tiny params (tests/tiny.yaml) and its
+    repeated splits (cv.splits: 2), run once and committed."""
+    repo = make(path, TINY)
     assert in_order(repro(repo), STAGES)
-    if cv:
-        assert add_cv(repo) == ["cv/dvc.yaml:cv"]
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-q", "-m", "tiny pipeline, run")
+    assert add_cv(repo) == ["cv/dvc.yaml:cv"]
+    commit(repo, "tiny pipeline and repeated splits, run")
     return repo
+
+
+def copy_repo(repo: Repo, path: Path) -> Repo:
+    """A copy of the built repo at `path`, both traces with it."""
+    copied = copy(repo, path)
+    if cv_trace(repo).is_file():
+        shutil.copy(cv_trace(repo), cv_trace(copied))
+    return copied
 
 
 def in_terminal(repo: Repo, *cmd: str, columns: int = 200) -> str:

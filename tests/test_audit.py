@@ -13,8 +13,7 @@ import pytest
 import scipy.ndimage
 import scipy.sparse
 import skimage.data
-import yaml
-from test_stages import run_data_stages, run_stage
+from helpers import run_data_stages, run_stage, write_params
 
 from blastcell import audit, images, keypoints
 from blastcell.params import load
@@ -195,13 +194,10 @@ def test_a_test_image_is_matched_mirrored_only_when_the_augmentation_flips():
 
 
 def _tiny_params(tmp_path: Path, split: str) -> Path:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["synthesize"].update(n_blast=8, n_not_blast=8, image_size=128)
-    raw["augment"]["copies"] = 2
-    raw["prepare"].update(image_size=64, split=split)  # the audit's own params, at any size
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+    synthesize = ["synthesize.n_blast=8", "synthesize.n_not_blast=8", "synthesize.image_size=128"]
+    # the audit's own params, at any size
+    prepare = ["prepare.image_size=64", f"prepare.split={split}"]
+    return write_params(tmp_path / "params.yaml", *synthesize, *prepare, tiny=True)
 
 
 def run_audit(tmp_path: Path, split: str) -> tuple[dict, list[dict[str, str]]]:

@@ -6,12 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from helpers import write_params
 
 from blastcell import augmented, prepared
 
@@ -37,20 +36,18 @@ def _prepared(folder: Path, size: int) -> None:
         images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
         prepared.write_shards(folder, split, zip(images, np.arange(n) % 2, strict=True), n, 10)
     source = augmented.Source("data/random", False, "0" * 64, 40, "stretch")
-    prepared.write_spec(folder, size, ["not_blast", "blast"], counts, asdict(source))
+    prepared.write_spec(folder, size, ["not_blast", "blast"], counts, source)
 
 
 def test_two_workers_train_to_completion_and_only_the_chief_writes(tmp_path):
     prepared = tmp_path / "prepared"
     prepared.mkdir()
     _prepared(prepared, 32)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["model"].update(width=0.125, dense_units=16)
-    raw["train"].update(
-        epochs=2, warmup_epochs=0, batch_size=8, strategy="multi_worker", precision="float32"
+    params = write_params(
+        tmp_path / "params.yaml",
+        *("model.width=0.125", "model.dense_units=16", "train.epochs=2", "train.warmup_epochs=0"),
+        *("train.batch_size=8", "train.strategy=multi_worker", "train.precision=float32"),
     )
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(raw, sort_keys=False))
 
     cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
     workers = []

@@ -1,13 +1,12 @@
 """The evaluate stage's metrics: the seed's report and confusion data; sensitivity, specificity,
 AUC and AP; bootstrap intervals; calibration; curves; and the stage end to end on a tiny model."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from helpers import stage, write_params
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, roc_auc_score
 
 from blastcell import evaluate
@@ -15,14 +14,6 @@ from blastcell import evaluate
 ROOT = Path(__file__).resolve().parents[1]
 
 CLASSES = ("not_blast", "blast")
-
-
-def stage(name: str):
-    """Import stages/<name>.py as a module."""
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_report_has_the_seeds_rows_with_hand_checked_values():
@@ -268,11 +259,11 @@ def test_evaluate_stage_writes_every_metric_and_plot(tmp_path, monkeypatch):
     prepared.write_shards(folder, "test", zip(images, np.arange(12) % 2, strict=True), 12, 5)
     prepared.write_spec(folder, size, classes, {"train": 0, "val": 0, "test": 12})
 
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["model"].update(width=0.125, dense_units=8)
-    raw["evaluate"].update(batch_size=5, bootstrap=200, calibration_bins=5)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    model_params = ["model.width=0.125", "model.dense_units=8"]
+    evaluate_params = ["evaluate.batch_size=5", "evaluate.bootstrap=200"]
+    path = write_params(
+        tmp_path / "params.yaml", *model_params, *evaluate_params, "evaluate.calibration_bins=5"
+    )
     model.build(params.load(path).model, size, len(classes)).save(tmp_path / "model.keras")
     trace = tmp_path / "trace.jsonl"
     monkeypatch.setenv(instrument.TRACE_ENV, str(trace))

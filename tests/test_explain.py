@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from helpers import run_stage as run_stage_script
+from helpers import write_params
 from keras import layers
-from test_stages import run_stage as run_stage_script
 
 from blastcell import explain, model, params, prepared
 
@@ -222,10 +223,8 @@ def write_prepared(folder: Path, bright: list[bool], labels: list[int], classes:
 
 
 def run_stage(tmp_path: Path, data: Path, model_path: Path, **explain_params) -> Path:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["explain"].update(explain_params)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    changes = [f"explain.{key}={value}" for key, value in explain_params.items()]
+    path = write_params(tmp_path / "params.yaml", *changes)
     plots = tmp_path / "plots" / "explain"
     args = ["--params", str(path), "--data", str(data), "--model", str(model_path)]
     run_stage_script("explain", [*args, "--plots", str(plots)])
@@ -250,7 +249,9 @@ def test_explain_stage_shows_the_misclassified_images_in_test_order(
     write_prepared(data, bright, labels, ["dark", "bright"])
 
     net = keras.models.load_model(bright_model, safe_mode=True)
-    found = explain.find_examples(net, data, batch_size=4, max_misclassified=3, per_class=2)
+    found = explain.find_examples(
+        net, prepared.read(data), batch_size=4, max_misclassified=3, per_class=2
+    )
     assert (found.n_test, found.n_wrong) == (12, 4)
     assert [e.file for e in found.misclassified] == ["img02_0.png", "img05_0.png", "img06_0.png"]
     assert [(e.label, e.pred) for e in found.misclassified] == [(1, 0), (0, 1), (1, 0)]

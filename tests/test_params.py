@@ -146,3 +146,16 @@ def test_blastcell_params_lists_every_key_of_params_yaml(capsys):
     assert "an integer in [1, 10000]: passes over the training images" in out
     assert "model.blocks[].kernel" in out
     assert max(len(line) for line in out.splitlines()) <= 99
+
+
+def test_write_overridden_writes_what_dvc_exp_run_would(tmp_path):
+    """The tests' and benchmarks' params edits keep the layout `dvc exp run -S` keeps."""
+    from dvc.utils.hydra import apply_overrides
+
+    overrides = ["train.epochs=2", "model.blocks.0.filters=128", "explain.layer=conv2d"]
+    ours = params.write_overridden(ROOT / "params.yaml", overrides, tmp_path / "ours.yaml")
+    theirs = tmp_path / "theirs.yaml"
+    theirs.write_text((ROOT / "params.yaml").read_text())
+    apply_overrides(theirs, overrides)
+    assert ours.read_text() == theirs.read_text()
+    assert params.load(ours).train.epochs == 2

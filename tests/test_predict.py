@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from blastcell import images, ingest, params
+from blastcell import augmented, images, ingest, params
 
 keras = pytest.importorskip("keras")
 from blastcell import model, predict  # noqa: E402
@@ -322,10 +322,9 @@ def test_a_model_trained_on_synthetic_cells_comes_with_a_warning(tmp_path, model
     assert cli_main(args) == 0
     assert "does not say what it was trained on" in capsys.readouterr().err
 
-    learned = model.TrainingData(
-        "data/synthetic", True, "0" * 64, 260, "center_crop", CLASSES, SIZE, 840, 200
-    )
-    (folder / model.TRAINING_DATA).write_text(json.dumps(learned.__dict__))
+    source = augmented.Source("data/synthetic", True, "0" * 64, 260, "center_crop")
+    learned = model.TrainingData(source, CLASSES, SIZE, 840, 200)
+    (folder / model.TRAINING_DATA).write_text(json.dumps(learned.to_json()))
     assert cli_main(args) == 0
     err = capsys.readouterr().err
     assert "trained only on the embedded synthetic cells (data/synthetic)" in err
@@ -338,9 +337,8 @@ def test_a_model_trained_on_synthetic_cells_comes_with_a_warning(tmp_path, model
     got = [float(row[f"probability_{c}"]) for c in CLASSES]
     np.testing.assert_allclose(got, expected, atol=1e-6)  # center_crop, as it was trained
 
-    learned = model.TrainingData(
-        "data/ALL_IDB2", False, "0" * 64, 260, "stretch", CLASSES, 32, 8, 2
-    )
-    (folder / model.TRAINING_DATA).write_text(json.dumps(learned.__dict__))
+    source = augmented.Source("data/ALL_IDB2", False, "0" * 64, 260, "stretch")
+    learned = model.TrainingData(source, CLASSES, 32, 8, 2)
+    (folder / model.TRAINING_DATA).write_text(json.dumps(learned.to_json()))
     assert cli_main(args) == 0
     assert "warning" not in capsys.readouterr().err

@@ -1,7 +1,6 @@
 """The prepare stage's split: by source cell (no leakage) or the seed's leaky random split."""
 
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -78,11 +77,11 @@ def test_prepare_writes_the_prepared_folder_from_the_augmented_one(tmp_path):
     assert counts == {"train": 24, "val": 8, "test": 4}  # 6, 2, 2 sources a class; 1 copy
     spec = prepared.read_spec(target)
     assert (spec.image_size, spec.classes, spec.images) == (16, list(DEFAULT_CLASSES), counts)
-    assert spec.source == asdict(origin)  # carried on to the model
-    test = prepared.read_table(target, "test")
+    assert spec.source == origin  # carried on to the model
+    test = prepared.read(target).table("test")
     assert [e.file for e in test] == [r.file for r in prepare.split(
         records, DEFAULT_CLASSES, settings, 3)["test"]]  # fmt: skip
-    x, y = next(prepared.iterate(target, "test", batch_size=10))
+    x, y = next(prepared.read(target).iterate("test", batch_size=10))
     assert x.shape == (4, 16, 16, 3)
     assert y.tolist() == [e.label for e in test]
     first = {p.name: p.read_bytes() for p in target.iterdir()}

@@ -24,7 +24,7 @@ def test_round_trip_in_order_across_shards(tmp_path):
     prepared.write_spec(tmp_path, SIZE, ["a", "b", "c"], {"train": 10})
     assert [p.name for p in paths] == [f"train-0000{i}-of-00003.tfrecord" for i in range(3)]
     assert prepared.find(tmp_path, "train") == paths
-    batches = list(prepared.iterate(tmp_path, "train", batch_size=3))
+    batches = list(prepared.read(tmp_path).iterate("train", batch_size=3))
     x = np.concatenate([b[0] for b in batches])
     y = np.concatenate([b[1] for b in batches])
     assert [len(b[0]) for b in batches] == [3, 3, 3, 1]
@@ -61,7 +61,7 @@ def test_shuffle_changes_every_epoch_reproducibly_and_loses_nothing(tmp_path):
     prepared.write_spec(tmp_path, SIZE, ["a", "b", "c"], {"train": 40})
 
     def epochs(n: int) -> list[list[int]]:
-        ds = prepared.dataset(tmp_path, "train", 40, shuffle_buffer=10, seed=7)
+        ds = prepared.read(tmp_path).dataset("train", 40, shuffle_buffer=10, seed=7)
         return [_ids(next(iter(ds))[0].numpy()) for _ in range(n)]
 
     first, second = epochs(2)
@@ -74,7 +74,7 @@ def test_shuffle_changes_every_epoch_reproducibly_and_loses_nothing(tmp_path):
 
 def ds_length(folder) -> int:
     """Batches per epoch as Keras sees it before iterating (known, not 'unknown')."""
-    return int(prepared.dataset(folder, "train", 40, shuffle_buffer=10).cardinality())
+    return int(prepared.read(folder).dataset("train", 40, shuffle_buffer=10).cardinality())
 
 
 def test_spec_round_trip(tmp_path):
@@ -94,15 +94,15 @@ def test_write_and_read_tables(tmp_path):
 
     prepared.write(tmp_path, splits, ["a", "b"], SIZE, 3, pixels)
     assert written == [r.file for r in rows]  # val's copy, test, is not encoded again
-    assert prepared.read_table(tmp_path, "test") == rows[4:]
+    assert prepared.read(tmp_path).table("test") == rows[4:]
     assert prepared.read_spec(tmp_path).images == {"train": 4, "val": 2, "test": 2}
-    x, y = next(prepared.iterate(tmp_path, "test", 10))
+    x, y = next(prepared.read(tmp_path).iterate("test", 10))
     assert x[:, 0, 0, 0].tolist() == [4, 5]
     assert y.tolist() == [0, 1]
 
     (tmp_path / "test.csv").write_text("file,source,group,class\nf4.png,s2,g1,a\n")
     with pytest.raises(DataError, match=r"test.csv lists 1 images, .*spec.json says 2"):
-        prepared.read_table(tmp_path, "test")
+        prepared.read(tmp_path).table("test")
     (tmp_path / "val.csv").write_text("file,source,group,class\nf4.png,s2,g1,a\nf5.png,s2,g1,c\n")
     with pytest.raises(DataError, match=r"val.csv: class 'c' is not in"):
-        prepared.read_table(tmp_path, "val")
+        prepared.read(tmp_path).table("val")

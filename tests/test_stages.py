@@ -1,117 +1,32 @@
 """The stage scripts, run in-process on tiny data: bad input fails early, naming the key or file,
 and leaves no output behind."""
 
-import importlib.util
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from helpers import (
+    ROOT,
+    augment_args,
+    contents,
+    edit_params,
+    run_data_stages,
+    run_stage,
+    sources,
+    write_params,
+)
 
-from blastcell import copied, images, keypoints, prepared, runner
+from blastcell import images, prepared
 from blastcell.files import DataError
 from blastcell.params import ParamsError
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def stage(name: str):
-    """Import stages/<name>.py as a module."""
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_stage(name: str, argv: list[str]) -> str:
-    """Run stages/<name>.py in this process as its command line would; its summary line."""
-    return runner.invoke(stage(name).run, argv)
 
 
 @pytest.fixture
 def params(tmp_path) -> Path:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["synthesize"].update(n_blast=6, n_not_blast=6, image_size=48)
-    raw["augment"]["copies"] = 1
-    raw["prepare"]["image_size"] = 32
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-def _edit(path: Path, section: str, key: str, value: object) -> None:
-    raw = yaml.safe_load(path.read_text())
-    raw[section][key] = value
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-
-
-def no_copies(folder: Path) -> Path:
-    """A copies folder that says no source image is a copy of another (and no overlay): for
-    tests of augment alone; `run_data_stages` runs the copies stage itself."""
-    found = folder / "copies"
-    if not found.exists():
-        found.mkdir(parents=True)
-        copied.write(found, [], np.zeros((keypoints.WORK_SIZE,) * 2, bool))
-    return found
-
-
-def copies_args(data: Path, folder: Path) -> list[str]:
-    """The copies stage's arguments, reading `data` and writing below `folder`."""
-    return [
-        "--input",
-        str(data),
-        "--output",
-        str(folder / "copies"),
-        "--metrics",
-        str(folder / "copies_metrics.json"),
-        "--report",
-        str(folder / "copies_report.json"),
-        "--gallery",
-        str(folder / "copies_gallery.png"),
-    ]
-
-
-def augment_args(data: Path, folder: Path) -> list[str]:
-    """The augment stage's arguments, reading `data` and `folder`'s copies folder (`no_copies`
-    unless the copies stage wrote one) and writing below `folder`."""
-    return [
-        "--input",
-        str(data),
-        "--copies",
-        str(no_copies(folder)),
-        "--output",
-        str(folder / "augmented"),
-        "--preview",
-        str(folder / "p.png"),
-        "--manifest",
-        str(folder / "manifest.csv"),
-        "--report",
-        str(folder / "data_report.json"),
-        "--classes",
-        str(folder / "classes.csv"),
-    ]
-
-
-def run_data_stages(folder: Path, params: Path) -> tuple[Path, Path]:
-    """Run synthesize, copies, augment and prepare into `folder`; return the last two's
-    outputs."""
-    synth, aug, prep = folder / "synthetic", folder / "augmented", folder / "prepared"
-    run_stage("synthesize", ["--params", str(params), "--output", str(synth)])
-    run_stage("copies", ["--params", str(params), *copies_args(synth, folder)])
-    run_stage("augment", ["--params", str(params), *augment_args(synth, folder)])
-    run_stage("prepare", ["--params", str(params), "--input", str(aug), "--output", str(prep)])
-    return aug, prep
-
-
-def sources(table: Path) -> set[str]:
-    """The source images named in a prepare stage CSV."""
-    return {row.split(",")[1] for row in table.read_text().split()[1:]}
-
-
-def contents(*folders: Path) -> dict[str, bytes]:
-    return {f"{p.parent.name}/{p.name}": p.read_bytes() for f in folders for p in f.iterdir()}
+    overrides = ["synthesize.n_blast=6", "synthesize.n_not_blast=6", "synthesize.image_size=48"]
+    return write_params(tmp_path / "params.yaml", *overrides, "augment.copies=1", tiny=True)
 
 
 def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
@@ -127,7 +42,7 @@ def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
     spec = prepared.read_spec(prep)
     assert spec.image_size == 32
     assert sum(spec.images.values()) == 24 - spec.images["test"]  # test: originals, no copies
-    batches = list(prepared.iterate(prep, "test", batch_size=100))
+    batches = list(prepared.read(prep).iterate("test", batch_size=100))
     (test_x, _), n_test = batches[0], spec.images["test"]
     assert test_x.dtype == np.uint8
     assert test_x.shape == (n_test, 32, 32, 3)
@@ -136,7 +51,7 @@ def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
 
 
 def test_random_split_reproduces_the_seeds_leak(tmp_path, params):
-    _edit(params, "prepare", "split", "random")
+    edit_params(params, "prepare.split=random")
     _, prep = run_data_stages(tmp_path, params)
     assert (prep / "test.csv").read_bytes() == (prep / "val.csv").read_bytes()
     assert prepared.read_spec(prep).images["train"] == round(24 * 1020 / 1268)
@@ -146,7 +61,7 @@ def test_random_split_reproduces_the_seeds_leak(tmp_path, params):
 
 
 def test_a_bad_param_fails_before_any_output(tmp_path, params):
-    _edit(params, "augment", "rotation_range", "lots")
+    edit_params(params, "augment.rotation_range=lots")
     out = tmp_path / "synthetic"
     with pytest.raises(ParamsError, match=r"'augment.rotation_range' must be a number"):
         run_stage("synthesize", ["--params", str(params), "--output", str(out)])
@@ -170,7 +85,7 @@ def test_bad_data_folders_are_named_and_leave_no_output(tmp_path, params):
 
 def _augment_into(folder: Path, data: Path, params: Path, workers: int) -> dict[str, bytes]:
     """Run the augment stage with `workers` processes; every output file's bytes by name."""
-    _edit(params, "augment", "workers", workers)
+    edit_params(params, f"augment.workers={workers}")
     run_stage("augment", ["--params", str(params), *augment_args(data, folder)])
     files = [p for p in folder.rglob("*") if p.is_file()]
     return {str(p.relative_to(folder)): p.read_bytes() for p in files}
@@ -185,7 +100,7 @@ def test_augment_outputs_do_not_depend_on_workers(tmp_path, params):
             data / f"Im{i + 1:03d}_{i % 2}.tif", rng.integers(0, 256, (40, 40, 3), np.uint8)
         )
     (data / "Im008_1.tif").write_bytes((data / "Im002_1.tif").read_bytes())  # a duplicate
-    _edit(params, "augment", "copies", 2)
+    edit_params(params, "augment.copies=2")
     one = _augment_into(tmp_path / "one", data, params, workers=1)
     two = _augment_into(tmp_path / "two", data, params, workers=2)
     assert len([name for name in one if name.endswith("_2.png")]) == 8
@@ -222,7 +137,7 @@ def test_augment_error_in_a_worker_names_the_file_and_leaves_no_output(tmp_path,
     images.write(data / "blast" / "b.png", np.full((16, 16, 3), 150, np.uint8))
     images.write(data / "normal" / "c.png", np.full((16, 16, 3), 100, np.uint8))
     (data / "normal" / "d.png").write_bytes(b"truncated")  # read after the long one is sent
-    _edit(params, "augment", "workers", workers)
+    edit_params(params, f"augment.workers={workers}")
     args = ["--params", str(params), *augment_args(data, tmp_path)]
     with pytest.raises(
         DataError, match=rf"{long}: cannot augment or write its copies: .*too long"
@@ -286,9 +201,8 @@ def test_a_multi_patient_set_is_split_by_patient(tmp_path, params):
                 name = data / cls / f"P{patient:02d}_{cls}{cell}.png"
                 name.parent.mkdir(parents=True, exist_ok=True)
                 images.write(name, rng.integers(0, 256, (24, 24, 3), np.uint8))
-    _edit(params, "data", "group_by", r"/(P\d+)_")
-    _edit(params, "prepare", "test_fraction", 0.25)
-    _edit(params, "prepare", "val_fraction", 0.25)
+    group_by = r"data.group_by=/(P\d+)_"
+    edit_params(params, group_by, "prepare.test_fraction=0.25", "prepare.val_fraction=0.25")
     run_stage("augment", ["--params", str(params), *augment_args(data, tmp_path)])
     manifest = (tmp_path / "manifest.csv").read_text().splitlines()
     assert manifest[0].split(",")[8] == "group"
@@ -300,12 +214,12 @@ def test_a_multi_patient_set_is_split_by_patient(tmp_path, params):
     )  # fmt: skip
     assert "prepare: split by group (copies found, data.group_by) with seed 42" in line
     groups = {
-        name: {e.group for e in prepared.read_table(prep, name)}
+        name: {e.group for e in prepared.read(prep).table(name)}
         for name in ("train", "val", "test")
     }
     assert not groups["train"] & groups["test"]
     assert not groups["train"] & groups["val"]
     assert not groups["val"] & groups["test"]
     assert sum(map(len, groups.values())) == 8  # every patient once
-    test = prepared.read_table(prep, "test")
+    test = prepared.read(prep).table("test")
     assert len(test) == 5 * len(groups["test"])  # all of a test patient's cells, originals only

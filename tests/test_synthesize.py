@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from helpers import write_params
 from pydantic import ValidationError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -451,13 +451,16 @@ def _stage():
 
 def test_stage_output_does_not_depend_on_workers(tmp_path):
     stage = _stage()
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["synthesize"].update(n_blast=6, n_not_blast=6, image_size=48, difficulty=0.5)
+    size = ["synthesize.n_blast=6", "synthesize.n_not_blast=6", "synthesize.image_size=48"]
     outputs = {}
     for workers in (1, 2):
-        raw["synthesize"]["workers"] = workers
-        params = tmp_path / f"params{workers}.yaml"
-        params.write_text(yaml.safe_dump(raw, sort_keys=False))
+        params = write_params(
+            tmp_path / f"params{workers}.yaml",
+            *size,
+            "synthesize.difficulty=0.5",
+            f"synthesize.workers={workers}",
+            tiny=True,
+        )
         out, preview = tmp_path / f"out{workers}", tmp_path / f"preview{workers}.png"
         args = ["--params", str(params), "--output", str(out), "--preview", str(preview)]
         line = runner.invoke(stage.run, args)

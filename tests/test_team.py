@@ -13,7 +13,6 @@ import pytest
 from dvc_repo import (
     Repo,
     assert_quiet,
-    build_repo,
     dvc,
     dvc_json,
     ran_stages,
@@ -36,12 +35,6 @@ CACHED = [
 ]
 QUEUE_TIMEOUT_S = 600
 RATES = [0.001, 0.0003]  # two experiments that differ in train.learning_rate only
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Repo:
-    """The tiny pipeline and its repeated splits, run and committed."""
-    return build_repo(tmp_path_factory.mktemp("team") / "repo", cv=True)
 
 
 def assert_same_tree(left: Path, right: Path) -> None:

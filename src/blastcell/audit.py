@@ -309,12 +309,13 @@ def audit(
     or any training image, comes from the same source cell, and test images whose group
     (patient, slide or sample: `data.group_by`, joined by the copies found) also has images in
     training. `overlay`: the data set's burned-in overlay (see `compare`)."""
-    test, train = (prepared.read_table(folder, name) for name in ("test", "train"))
+    data = prepared.read(folder)
+    test, train = (data.table(name) for name in ("test", "train"))
     if not train:
         raise DataError(f"{folder / 'train.csv'} lists no images: nothing to compare with")
 
     def images_of(split: str) -> Iterable[np.ndarray]:
-        return (x for x, _ in prepared.iterate(folder, split, params.batch_size))
+        return (x for x, _ in data.iterate(split, params.batch_size))
 
     found = compare(images_of("test"), lambda: images_of("train"), params, augment, overlay)
     if len(found.index) != len(test):

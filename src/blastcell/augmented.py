@@ -9,7 +9,7 @@ source; the images of one patient, slide or sample share a group, see `data.grou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +42,16 @@ class Source:
     images: int
     square: str
 
+    def to_json(self) -> dict[str, object]:
+        """The fields in order, as `source.json` holds them (and spec.json under `source`, and
+        `training_data.json` as its first keys)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object]) -> Source:
+        """The source that `to_json` wrote; TypeError if a field is missing or unknown."""
+        return cls(**raw)
+
 
 def write_index(
     folder: Path, classes: Sequence[str], records: Sequence[Record], source: Source
@@ -50,7 +60,7 @@ def write_index(
     rows = [[r.file, r.source, r.group, classes[r.label], r.copy] for r in records]
     write_csv(folder / INDEX, _COLUMNS, rows)
     write_json(folder / CLASSES, list(classes))
-    write_json(folder / SOURCE, asdict(source))
+    write_json(folder / SOURCE, source.to_json())
 
 
 def read_index(folder: Path) -> tuple[list[str], list[Record], Source]:
@@ -70,4 +80,4 @@ def read_index(folder: Path) -> tuple[list[str], list[Record], Source]:
         records.append(
             Record(row["file"], row["source"], row["group"], label[row["class"]], int(row["copy"]))
         )
-    return classes, records, Source(**read_json(folder / SOURCE))
+    return classes, records, Source.from_json(read_json(folder / SOURCE))

@@ -42,7 +42,7 @@ def predict_command(args: argparse.Namespace) -> int:
     caution = predict.warning(args.model, learned)
     if caution:
         _error(f"warning: {caution}")
-    square = args.square or (learned.square if learned else ingest.SQUARE)
+    square = args.square or (learned.source.square if learned else ingest.SQUARE)
     inputs = predict.find_inputs(args.inputs)
     with progress.bar(sum(not item.error for item in inputs), "predict") as bar:
 

@@ -363,10 +363,12 @@ def precision_recall_records(
 # --- The stage: predict the test split, score it, and the plots ---
 
 
-def predict(net: keras.Model, data: Path, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    net: keras.Model, data: prepared.Folder, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """True labels and softmax probabilities of the test split, streamed one batch at a time."""
     labels, probs = [], []
-    for x, y in prepared.iterate(data, "test", batch_size):
+    for x, y in data.iterate("test", batch_size):
         labels.append(y)
         probs.append(np.asarray(net.predict_on_batch(x), dtype=np.float64))
     return np.concatenate(labels), np.concatenate(probs)
@@ -422,10 +424,11 @@ class Evaluation:
 
 def evaluate(data: Path, model_path: Path, params: EvaluateParams, seed: int) -> Evaluation:
     """Score the model at `model_path` on the test split of the prepared folder `data`."""
-    spec = prepared.read_spec(data)
+    folder = prepared.read(data)
+    spec = folder.spec
     classes = spec.classes
     net = model.load(model_path, image_size=spec.image_size, n_classes=len(classes))
-    y_true, probs = predict(net, data, params.batch_size)
+    y_true, probs = predict(net, folder, params.batch_size)
     probs = normalise(probs)
     y_pred = np.argmax(probs, axis=1)
     ece, bins = calibration(y_true, probs, params.calibration_bins)

@@ -254,26 +254,30 @@ def gradcam(
 
 
 def find_examples(
-    net: keras.Model, folder: Path, batch_size: int, max_misclassified: int, per_class: int
+    net: keras.Model,
+    folder: prepared.Folder,
+    batch_size: int,
+    max_misclassified: int,
+    per_class: int,
 ) -> Found:
     """Predict the test split batch by batch; keep misclassified images and per-class samples.
 
     Misclassified: the first `max_misclassified` in stored test order. Samples: the first
     `per_class` test images of each true class, in stored order (deterministic, no seed).
     """
-    spec = prepared.read_spec(folder)
-    table = prepared.read_table(folder, "test")
+    spec = folder.spec
+    table = folder.table("test")
     wrong: list[Example] = []
     samples: list[list[Example]] = [[] for _ in spec.classes]
     n_wrong, offset = 0, 0
-    for x, y in prepared.iterate(folder, "test", batch_size):
+    for x, y in folder.iterate("test", batch_size):
         probs = np.asarray(net.predict_on_batch(x), np.float32)
         preds = np.argmax(probs, axis=1)
         for i, (label, pred) in enumerate(zip(y.tolist(), preds.tolist(), strict=True)):
             entry = table[offset + i]
             if entry.label != label:
                 raise DataError(
-                    f"{folder / 'test.csv'} row {offset + i + 1} says "
+                    f"{folder.path / 'test.csv'} row {offset + i + 1} says "
                     f"'{spec.classes[entry.label]}', the shards say '{spec.classes[label]}': "
                     "rerun the prepare stage"
                 )
@@ -304,11 +308,13 @@ class Explanation:
 
 def explain(data: Path, model_path: Path, params: ExplainParams) -> Explanation:
     """Misclassified test images and Grad-CAM maps of the model at `model_path` on `data`."""
-    spec = prepared.read_spec(data)
-    classes = spec.classes
-    net = model.load(model_path, image_size=spec.image_size, n_classes=len(classes))
+    folder = prepared.read(data)
+    classes = folder.spec.classes
+    net = model.load(model_path, image_size=folder.spec.image_size, n_classes=len(classes))
     layer = resolve_layer(net, params.layer)
-    found = find_examples(net, data, params.batch_size, params.max_misclassified, params.per_class)
+    found = find_examples(
+        net, folder, params.batch_size, params.max_misclassified, params.per_class
+    )
     sampled = [e for row in found.samples for e in row]
     heat, _ = gradcam(
         net,

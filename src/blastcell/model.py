@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
+from blastcell.augmented import Source
 from blastcell.files import DataError
 from blastcell.params import Block, ModelParams, ParamsError
 from blastcell.tf import keras
@@ -269,19 +270,30 @@ TRAINING_DATA = "training_data.json"  # beside the model file
 
 @dataclass(frozen=True)
 class TrainingData:
-    """What a trained model learned from, written beside it by the train stage: the data folder,
-    whether it was the embedded synthetic set, its manifest's checksum, its images and how they
-    were made square (`augmented.Source`), the classes, the input size and the split's sizes."""
+    """What a trained model learned from, written beside it by the train stage: the data set
+    (`augmented.Source`: its folder, whether it was the embedded synthetic set, its manifest's
+    checksum, its images and how they were made square), the classes, the input size and the
+    split's sizes. The file is flat: the source's fields first, then the others (`to_json`)."""
 
-    data_dir: str
-    synthetic: bool
-    manifest_sha256: str
-    images: int
-    square: str
+    source: Source
     classes: list[str]
     image_size: int
     train_images: int
     val_images: int
+
+    def to_json(self) -> dict[str, object]:
+        """`training_data.json`'s object: the source's fields, then the others, in order."""
+        rest = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
+        return {**self.source.to_json(), **rest}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object]) -> TrainingData:
+        """The record that `to_json` wrote; TypeError if a field is missing or unknown."""
+        if not isinstance(raw, Mapping):
+            raise TypeError(f"expected a JSON object, got {type(raw).__name__}")
+        names = {f.name for f in fields(Source)}
+        source = Source.from_json({k: v for k, v in raw.items() if k in names})
+        return cls(source, **{k: v for k, v in raw.items() if k not in names})
 
 
 def training_data(path: Path) -> TrainingData | None:
@@ -290,6 +302,6 @@ def training_data(path: Path) -> TrainingData | None:
     if not record.is_file():
         return None
     try:
-        return TrainingData(**json.loads(record.read_text()))
+        return TrainingData.from_json(json.loads(record.read_text()))
     except (OSError, ValueError, TypeError) as err:
         raise DataError(f"{record}: cannot read what the model was trained on: {err}") from err

@@ -477,6 +477,24 @@ def read_yaml(path: Path) -> Any:
     return raw if raw is not None else {}
 
 
+def write_overridden(path: Path, overrides: Iterable[str], output: Path | None = None) -> Path:
+    """Apply `KEY=VALUE` overrides in DVC's dotted form to the params file `path` and write the
+    result to `output` (default: `path` itself); returns the path written. Like `dvc exp run
+    -S`, it rewrites only the lines it changes: comments and layout stay (ruamel.yaml's round
+    trip, DVC's own YAML writer). Not validated: a test may write a bad value on purpose."""
+    from ruamel.yaml import YAML  # installed with DVC; only the tests and benchmarks write
+
+    writer = YAML()
+    writer.default_flow_style = False  # as DVC writes params.yaml
+    raw = writer.load(path.read_text())
+    for item in overrides:
+        set_dotted(raw, item)
+    target = output or path
+    with target.open("w") as f:
+        writer.dump(raw, f)
+    return target
+
+
 def load(path: Path | str = "params.yaml", overrides: Iterable[str] = ()) -> Params:
     """Load and validate params, applying `KEY=VALUE` overrides in DVC's dotted form."""
     raw = read_yaml(Path(path))

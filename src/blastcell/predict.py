@@ -146,11 +146,11 @@ def warning(model_path: Path, learned: model.TrainingData | None) -> str:
         return (
             f"{model_path} does not say what it was trained on (no training_data.json beside it)"
         )
-    if learned.synthetic:
+    if learned.source.synthetic:
         return (
             f"{model_path} was trained only on the embedded synthetic cells "
-            f"({learned.data_dir}): it demonstrates the pipeline and is not a classifier for "
-            "real blood smears"
+            f"({learned.source.data_dir}): it demonstrates the pipeline and is not a classifier "
+            "for real blood smears"
         )
     return ""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +117,6 @@ def prepare(
             bar.update(1)
             return images.resize(images.read(source / row.file), params.image_size)
 
-        prepared.write(
-            tmp, splits, classes, params.image_size, params.shard_size, pixels, asdict(origin)
-        )
+        prepared.write(tmp, splits, classes, params.image_size, params.shard_size, pixels, origin)
     grouped = any(r.group != r.source for r in records)
     return {name: len(rows) for name, rows in splits.items()}, grouped

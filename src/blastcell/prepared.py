@@ -4,7 +4,8 @@ audit: its one owner.
 The folder holds, for each split (train, val, test), TFRecord shards of raw pixels, a table
 `{split}.csv` naming each record's file, source cell, group and class in record order, and
 `spec.json` (image size, class names in label order, images per split, and what the images came
-from: `augmented.Source`).
+from: `augmented.Source`). A reader opens the folder once (`read`: a `Folder`, the path and its
+`Spec`) and takes its tables and splits from that.
 
 A record is a `tf.train.Example` with `image`, the S x S x 3 uint8 pixels as raw bytes
 (row-major), and `label`, the class index. A split of N images is written as
@@ -24,12 +25,13 @@ import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from blastcell.augmented import Source
 from blastcell.files import DataError, read_csv, read_json, write_csv, write_json
 from blastcell.tf import tf
 
@@ -51,7 +53,24 @@ class Spec:
     image_size: int
     classes: list[str]
     images: dict[str, int]
-    source: dict[str, object] = field(default_factory=dict)
+    source: Source | None = None  # None: written without one (`"source": {}` in spec.json)
+
+    def to_json(self) -> dict[str, object]:
+        """spec.json's object: the fields in order, the source as a nested object."""
+        return {
+            "image_size": self.image_size,
+            "classes": list(self.classes),
+            "images": dict(self.images),
+            "source": self.source.to_json() if self.source is not None else {},
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, object]) -> Spec:
+        """The spec that `to_json` wrote (one without `source` too); TypeError if a field is
+        missing or unknown."""
+        fields = dict(raw)
+        source = fields.pop("source", None)
+        return cls(**fields, source=Source.from_json(source) if source else None)
 
 
 @dataclass(frozen=True)
@@ -80,7 +99,7 @@ def write(
     image_size: int,
     shard_size: int,
     pixels: Callable[[Row], np.ndarray],
-    source: dict[str, object] | None = None,
+    source: Source | None = None,
 ) -> None:
     """Write each split's shards and table, and the spec, into `folder`.
 
@@ -103,35 +122,15 @@ def write(
     write_spec(folder, image_size, classes, images, source)
 
 
-def read_table(folder: Path, split: str) -> list[Entry]:
-    """The split's records in stored order, checked against the spec."""
-    spec = read_spec(folder)
-    path = folder / f"{split}.csv"
-    if not path.is_file():
-        raise DataError(f"{path} is missing: {folder} is not a prepared folder; run prepare")
-    label = {name: i for i, name in enumerate(spec.classes)}
-    rows = read_csv(path)
-    if len(rows) != spec.images.get(split):
-        raise DataError(
-            f"{path} lists {len(rows)} images, {folder / SPEC} says {spec.images.get(split)}; "
-            "rerun the prepare stage"
-        )
-    bad = next((r for r in rows if r.get("class") not in label), None)
-    if bad is not None:
-        raise DataError(f"{path}: class {bad.get('class')!r} is not in {folder / SPEC}")
-    return [Entry(r["file"], r["source"], r["group"], label[r["class"]]) for r in rows]
-
-
 def write_spec(
     folder: Path,
     image_size: int,
     classes: Sequence[str],
     images: dict,
-    source: dict[str, object] | None = None,
+    source: Source | None = None,
 ) -> None:
     """Write spec.json."""
-    spec = Spec(image_size, list(classes), dict(images), dict(source or {}))
-    write_json(folder / SPEC, asdict(spec))
+    write_json(folder / SPEC, Spec(image_size, list(classes), dict(images), source).to_json())
 
 
 def read_spec(folder: Path) -> Spec:
@@ -139,7 +138,7 @@ def read_spec(folder: Path) -> Spec:
     path = folder / SPEC
     if not path.is_file():
         raise DataError(f"{path} is missing: {folder} is not a prepared folder; run prepare")
-    return Spec(**read_json(path))
+    return Spec.from_json(read_json(path))
 
 
 def shard_paths(folder: Path, split: str, n_images: int, shard_size: int) -> list[Path]:
@@ -209,52 +208,82 @@ def _parse(image_size: int, n_classes: int):
     return parse
 
 
-def dataset(
-    folder: Path,
-    split: str,
-    batch_size: int,
-    shuffle_buffer: int | None = None,
-    seed: int = 0,
-    shard_by_data: bool = False,
-) -> tf.data.Dataset:
-    """Batches of (uint8 images, one-hot float32 labels) streamed from a split's prepared.
+@dataclass(frozen=True)
+class Folder:
+    """A prepared folder and its spec, read once (`read`): what the stages that read the folder
+    pass on, so that spec.json is read once per run."""
 
-    Image size, classes and the number of images come from the folder's spec.json.
-    With `shuffle_buffer`, the order changes every epoch (seeded); without, it is the stored
-    order. `shard_by_data` makes a multi-worker strategy split the batches between workers
-    rather than the files (there may be fewer files than workers).
-    """
-    spec = read_spec(folder)
-    paths = [str(p) for p in find(folder, split)]
-    if shuffle_buffer:
-        files = tf.data.Dataset.from_tensor_slices(paths).shuffle(
-            len(paths), seed=seed, reshuffle_each_iteration=True
+    path: Path
+    spec: Spec
+
+    def table(self, split: str) -> list[Entry]:
+        """The split's records in stored order, checked against the spec."""
+        folder, spec = self.path, self.spec
+        path = folder / f"{split}.csv"
+        if not path.is_file():
+            raise DataError(f"{path} is missing: {folder} is not a prepared folder; run prepare")
+        label = {name: i for i, name in enumerate(spec.classes)}
+        rows = read_csv(path)
+        if len(rows) != spec.images.get(split):
+            raise DataError(
+                f"{path} lists {len(rows)} images, {folder / SPEC} says "
+                f"{spec.images.get(split)}; rerun the prepare stage"
+            )
+        bad = next((r for r in rows if r.get("class") not in label), None)
+        if bad is not None:
+            raise DataError(f"{path}: class {bad.get('class')!r} is not in {folder / SPEC}")
+        return [Entry(r["file"], r["source"], r["group"], label[r["class"]]) for r in rows]
+
+    def dataset(
+        self,
+        split: str,
+        batch_size: int,
+        shuffle_buffer: int | None = None,
+        seed: int = 0,
+        shard_by_data: bool = False,
+    ) -> tf.data.Dataset:
+        """Batches of (uint8 images, one-hot float32 labels) streamed from a split's shards.
+
+        Image size, classes and the number of images come from the spec.
+        With `shuffle_buffer`, the order changes every epoch (seeded); without, it is the
+        stored order. `shard_by_data` makes a multi-worker strategy split the batches between
+        workers rather than the files (there may be fewer files than workers).
+        """
+        spec = self.spec
+        paths = [str(p) for p in find(self.path, split)]
+        if shuffle_buffer:
+            files = tf.data.Dataset.from_tensor_slices(paths).shuffle(
+                len(paths), seed=seed, reshuffle_each_iteration=True
+            )
+            records = files.interleave(
+                tf.data.TFRecordDataset,
+                cycle_length=min(len(paths), 4),
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True,
+            ).shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+        else:
+            records = tf.data.TFRecordDataset(paths)
+        n_batches = -(-spec.images[split] // batch_size)
+        parse = _parse(spec.image_size, len(spec.classes))
+        ds = (
+            records.batch(batch_size)
+            .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .apply(tf.data.experimental.assert_cardinality(n_batches))  # Keras knows the length
         )
-        records = files.interleave(
-            tf.data.TFRecordDataset,
-            cycle_length=min(len(paths), 4),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        ).shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-    else:
-        records = tf.data.TFRecordDataset(paths)
-    n_batches = -(-spec.images[split] // batch_size)
-    parse = _parse(spec.image_size, len(spec.classes))
-    ds = (
-        records.batch(batch_size)
-        .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .apply(tf.data.experimental.assert_cardinality(n_batches))  # Keras knows the epoch length
-    )
-    if shard_by_data:
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.DATA
-        )
-        ds = ds.with_options(options)
-    return ds.prefetch(tf.data.AUTOTUNE)
+        if shard_by_data:
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.DATA
+            )
+            ds = ds.with_options(options)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def iterate(self, split: str, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(images, labels) NumPy batches of a split in stored order, labels as class indices."""
+        for x, y in self.dataset(split, batch_size):
+            yield x.numpy(), np.argmax(y.numpy(), axis=1)
 
 
-def iterate(folder: Path, split: str, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(images, labels) NumPy batches of a split in stored order, labels as class indices."""
-    for x, y in dataset(folder, split, batch_size):
-        yield x.numpy(), np.argmax(y.numpy(), axis=1)
+def read(folder: Path) -> Folder:
+    """The prepared folder `folder` with its spec, read once (DataError if it is not one)."""
+    return Folder(Path(folder), read_spec(folder))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -238,13 +238,13 @@ class Trained:
             model.save(self.model, tmp)
         write_json(path.with_name("classes.json"), self.spec.classes)  # for `blastcell predict`
         learned = model.TrainingData(
-            **self.spec.source,
+            self.spec.source,
             classes=list(self.spec.classes),
             image_size=self.spec.image_size,
             train_images=self.spec.images["train"],
             val_images=self.spec.images["val"],
         )
-        write_json(path.with_name(model.TRAINING_DATA), asdict(learned))
+        write_json(path.with_name(model.TRAINING_DATA), learned.to_json())
 
     def report(self) -> dict[str, object]:
         """The best epoch (1-based), its losses and accuracies, and the images used."""
@@ -261,10 +261,11 @@ class Trained:
         }
 
     def metrics(self) -> dict[str, object]:
-        """What `dvc exp show` compares: the best epoch and the epochs run (fewer than
-        `train.epochs`: early stopping ended training; why, and the number of parameters, are in
-        the report). Two columns, so `dvc metrics show` stays within 200 columns."""
-        return {"best_epoch": self.summary.best_epoch, "epochs_run": self.summary.epochs_run}
+        """What `dvc exp show` compares: the best epoch. The epochs run (fewer than
+        `train.epochs` when early stopping ended training), why it stopped and the number of
+        parameters are in the report and the loss plot: one column, so `dvc metrics show` stays
+        within 200 columns with every stage's headline."""
+        return {"best_epoch": self.summary.best_epoch}
 
     def describe(self, monitor: str) -> str:
         """One line: the best epoch and its scores, the model's size, the speed."""
@@ -299,16 +300,16 @@ def train(
     make_deterministic(seed)
     policy = devices.resolve_precision(params.precision)
     keras.mixed_precision.set_global_policy(policy)
-    spec = prepared.read_spec(data)
-    if not spec.source:  # train writes it beside the model: check before hours of training
+    folder = prepared.read(data)
+    spec = folder.spec
+    if spec.source is None:  # train writes it beside the model: check before hours of training
         raise DataError(
             f"{data / prepared.SPEC} says nothing of where its images came from: rerun the "
             "prepare stage"
         )
     by_data = params.strategy == "multi_worker"
     train_set, val_set = (
-        prepared.dataset(
-            data,
+        folder.dataset(
             name,
             params.batch_size,
             shuffle_buffer=params.shuffle_buffer if name == "train" else None,
@@ -319,7 +320,7 @@ def train(
     )
     stats = None
     if model_params.input_scaling == "standardize":
-        stats = model.input_stats(x for x, _ in prepared.iterate(data, "train", 256))
+        stats = model.input_stats(x for x, _ in folder.iterate("train", 256))
     with strategy.scope():
         net = model.build(model_params, spec.image_size, len(spec.classes), stats)
         per_epoch = steps(train_set) or -(-spec.images["train"] // params.batch_size)
