@@ -13,12 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from dvc_repo import STAGES, Repo, dvc, in_order, ran_stages, repro, run, set_params
+from dvc_repo import STAGES, Repo, copy_repo, dvc, in_order, ran_stages, repro, run, set_params
 from helpers import declared_params
 
 from blastcell import evaluate
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def repo(built_repo, tmp_path) -> Repo:
+    """A copy of the built repo for each test: each one changes `data.dir` or `external`."""
+    return copy_repo(built_repo, tmp_path / "repo")
 
 
 def _write_subtype_set(folder: Path, per_class: int) -> None:
@@ -79,7 +85,6 @@ def test_a_dvc_added_all_idb2_folder_with_a_bad_file_skipped(repo):
 
 
 def test_an_external_test_set_runs_only_its_own_stage(repo):
-    """Last in this module: it leaves an external set in params.yaml."""
     learned = json.loads((repo / "models/training_data.json").read_text())
     assert learned["synthetic"] is True  # the embedded cells, or a copy of them
     assert learned["classes"] == ["not_blast", "blast"]
