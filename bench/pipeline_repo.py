@@ -29,7 +29,9 @@ TINY = [
     for key, value in values.items()
 ]
 TAIL_LINES = 40
-COPIED = ["dvc.yaml", "params.yaml", ".gitignore", "stages", "src", ".dvc/plots", ".dvc/config"]
+PIPELINE = ["dvc.yaml", "params.yaml", ".gitignore", "stages", "src"]
+DVC_SETTINGS = [".dvc/plots", ".dvc/config"]  # the plot templates and offline page, the config
+IGNORED = shutil.ignore_patterns("__pycache__", "*.egg-info")
 
 
 class RepoError(RuntimeError):
@@ -113,24 +115,35 @@ def open_repo(path: Path) -> Repo:
     return Repo(path, environment(path, trace_of(path)))
 
 
-def make(path: Path, overrides: list[str] = ()) -> Repo:
-    """Copy the pipeline (dvc.yaml, params.yaml with `overrides` applied, stages/, src/, the
-    plot templates and DVC config) into the new folder `path`; git init, dvc init, commit.
-    Nothing is run. Its stages trace to `<path>.trace.jsonl` beside it."""
-    path.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    repo = open_repo(path)
-    run(repo, "git", "init", "-q", "-b", "main")
-    run(repo, sys.executable, "-m", "dvc", "init", "-q")  # .dvc/: after it, the copied config
-    for name in COPIED:
+def _copy(names: list[str], path: Path) -> None:
+    for name in names:
         source, target = ROOT / name, path / name
         if source.is_dir():
-            shutil.copytree(source, target, ignore=ignore)
+            shutil.copytree(source, target, ignore=IGNORED, dirs_exist_ok=True)
         else:
             shutil.copy(source, target)
-    params.write_overridden(path / "params.yaml", overrides)
+
+
+def init(path: Path) -> Repo:
+    """An empty git + DVC repo at the new folder `path` with this project's DVC settings (plot
+    templates, offline page, config; no analytics, no update check); nothing committed."""
+    path.mkdir(parents=True)
+    repo = open_repo(path)
+    run(repo, "git", "init", "-q", "-b", "main")
+    run(repo, sys.executable, "-m", "dvc", "init", "-q")  # .dvc/: after it, the copied settings
+    _copy(DVC_SETTINGS, path)
     with (path / ".dvc" / "config").open("a") as config:  # as `dvc config` would write them
         config.write("[core]\n    analytics = false\n    check_update = false\n")
+    return repo
+
+
+def make(path: Path, overrides: list[str] = ()) -> Repo:
+    """`init` a repo at the new folder `path`, copy the pipeline into it (dvc.yaml, params.yaml
+    with `overrides` applied, stages/, src/) and commit. Nothing is run. Its stages trace to
+    `<path>.trace.jsonl` beside it."""
+    repo = init(path)
+    _copy(PIPELINE, path)
+    params.write_overridden(path / "params.yaml", overrides)
     commit(repo, "pipeline, not yet run")
     return repo
 

@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from pipeline_repo import ROOT, STAGES, TINY, Repo, commit, copy, make
+from pipeline_repo import ROOT, STAGES, TINY, Repo, commit, copy, init, make
 from pipeline_repo import run as run_in
 
 from blastcell import params
 
-__all__ = ["ROOT", "STAGES", "Repo", "copy"]
+__all__ = ["ROOT", "STAGES", "Repo", "init"]
 
 # Each stage's upstream stage: DVC runs audit and train (both after prepare) in either order,
 # and likewise evaluate and explain (both after train).

@@ -3,16 +3,14 @@
 tools/build_offline_html.py) instead of DVC's default CDN script tags."""
 
 import importlib.util
-import os
 import re
-import shutil
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from dvc_repo import Repo, dvc, run
+from dvc_repo import Repo, dvc, init, run
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,20 +44,7 @@ class Tags(HTMLParser):
 def plots_repo(tmp_path_factory) -> Repo:
     """A git + DVC repo with the project's plots config, a top-level CSV plot and a PNG."""
     path = tmp_path_factory.mktemp("offline") / "repo"
-    path.mkdir()
-    env = {
-        **os.environ,
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.com",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.com",
-    }
-    repo = Repo(path, env)
-    run(repo, "git", "init", "-q", "-b", "main")
-    dvc(repo, "init", "-q")
-    shutil.copy(ROOT / ".dvc" / "config", path / ".dvc" / "config")
-    shutil.copytree(ROOT / ".dvc" / "plots", path / ".dvc" / "plots", dirs_exist_ok=True)
+    repo = init(path)  # the project's plot templates, offline page and DVC config
     (path / "loss.csv").write_text("step,loss\n0,1.0\n1,0.6\n2,0.4\n")
     Image.new("RGB", (8, 8), (200, 30, 30)).save(path / "cell.png")
     (path / "dvc.yaml").write_text(
