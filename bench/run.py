@@ -19,6 +19,8 @@ audit             the leakage audit's precision: test images flagged with the so
 copies            the copies stage: planted copies grouped and distinct images left alone on crops
                   of a real photograph with a burned-in scale bar, the audit with that overlay,
                   sources/s at 1x, 4x and 16x the sources, and peak memory against pixels
+decode            peak memory and time of `blastcell predict` and of the augment stage on one
+                  image just under `data.max_image_pixels`, a CMYK JPEG and a PNG
 
 `train` needs the default pipeline's data (`dvc repro prepare` or `dvc pull`). The full suite takes
 about half an hour on a 2-core CPU; `--quick` (tiny sizes and tiny data of its own, a few minutes;
@@ -49,35 +51,40 @@ BENCHMARKS = {
     "audit": "audit_precision",
     "time": "time_to_accuracy",
     "copies": "copies",
+    "decode": "decode_memory",
 }
-REQUIRED = (
-    "train_throughput_ratio",
-    "train_images_per_s",
-    "seed_config_train_images_per_s",
-    "augment_throughput_ratio",
-    "noop_repro_s",
-    "status_s",
-    "train_peak_rss_mb",
-    "train_peak_rss_mb_10x",
-    "predict_images_per_s",
-    "e2e_repro_s",
-    "precision_bf16_ratio",
-    "seed_config_bf16_vs_fp32",
-    "time_to_accuracy_ratio",
-    "synthesize_ratio",
-    "audit_synthetic_source_flagged_pct",
-    "audit_synthetic_random_copies_flagged_pct",
-    "audit_photograph_source_flagged_pct",
-    "audit_photograph_random_copies_flagged_pct",
-    "copies_planted_grouped_pct",
-    "copies_alone_grouped_pct",
-    "copies_audit_source_flagged_pct",
-    "copies_audit_random_found_pct",
-    "copies_sources_per_s",
-    "copies_peak_mb_224px",
-    "copies_peak_mb_896px",
-    "machine",
-)
+# The figures each benchmark must measure (and every run records the machine).
+REQUIRED = {
+    "pipeline": (
+        "noop_repro_s",
+        "status_s",
+        "train_peak_rss_mb",
+        "train_peak_rss_mb_10x",
+        "predict_images_per_s",
+        "e2e_repro_s",
+    ),
+    "train": ("train_throughput_ratio", "train_images_per_s", "seed_config_train_images_per_s"),
+    "precision": ("precision_bf16_ratio", "seed_config_bf16_vs_fp32"),
+    "augment": ("augment_throughput_ratio",),
+    "synthesize": ("synthesize_ratio",),
+    "audit": (
+        "audit_synthetic_source_flagged_pct",
+        "audit_synthetic_random_copies_flagged_pct",
+        "audit_photograph_source_flagged_pct",
+        "audit_photograph_random_copies_flagged_pct",
+    ),
+    "time": ("time_to_accuracy_ratio",),
+    "copies": (
+        "copies_planted_grouped_pct",
+        "copies_alone_grouped_pct",
+        "copies_audit_source_flagged_pct",
+        "copies_audit_random_found_pct",
+        "copies_sources_per_s",
+        "copies_peak_mb_224px",
+        "copies_peak_mb_896px",
+    ),
+    "decode": ("decode_predict_peak_mb", "decode_augment_peak_mb"),
+}
 
 
 def run_one(module: str, quick: bool) -> dict:
@@ -167,6 +174,43 @@ def _copies_rows(r: dict) -> list[tuple[str, str, str]]:
             f"{sizes[0]} → {sizes[1]} (16× the pixels)",
             f"**{px[sizes[0]]['peak_mb']:,.0f} → {px[sizes[1]]['peak_mb']:,.0f} MiB**",
             "does not grow with pixels",
+        ),
+    ]
+
+
+def _decode_rows(r: dict) -> list[tuple[str, str, str]]:
+    """The large image's rows: what it adds to predict's and augment's peak RSS, and the time."""
+    d, rgb = r["decode_memory_detail"], r["decode_rgb_mb"]
+
+    def runs(name: str, kinds: tuple[str, ...] = ("cmyk_jpeg", "png")) -> str:
+        small, by_image = d[name]["small"], d[name]
+        large = " / ".join(
+            f"+{by_image[kind]['peak_mb'] - small['peak_mb']:,.0f} MiB "
+            f"({(by_image[kind]['peak_mb'] - small['peak_mb']) / rgb:.1f}×) in "
+            f"{by_image[kind]['seconds']:.1f} s"
+            for kind in kinds
+        )
+        return (
+            f"**{large}** (the small image: {small['peak_mb']:,.0f} MiB, {small['seconds']:.1f} s)"
+        )
+
+    image = f"one {d['side']}×{d['side']} image ({rgb:.1f} MiB as 8-bit RGB)"
+    return [
+        (
+            f"peak RSS and time of `blastcell predict` on {image}, a CMYK JPEG / a PNG, over its "
+            f"run on a {d['small_side']} px PNG (`bench/decode_memory.py`)",
+            runs("predict"),
+            "≤ 3× the RGB image",
+        ),
+        (
+            "same, the augment stage (one worker, no copies)",
+            runs("augment"),
+            "≤ 3× the RGB image",
+        ),
+        (
+            f"same, the augment stage with its {d['copies']} augmented copies, the PNG",
+            runs("augment_copies", ("png",)),
+            "≤ 3.5× the RGB image",
         ),
     ]
 
@@ -296,6 +340,7 @@ def table(r: dict) -> str:
             "",
         ),
         *_copies_rows(r),
+        *_decode_rows(r),
         (
             "end-to-end `dvc repro` of the default params.yaml, empty cache",
             f"**{_minutes(r['e2e_repro_s'])}** (train {_minutes(r['stage_s']['train'])})",
@@ -357,8 +402,9 @@ def main() -> None:
         partial = args.output.with_name(f".{args.output.name}.tmp")
         partial.write_text(json.dumps(results, indent=2) + "\n")
         partial.replace(args.output)  # after each benchmark, whole: keep what has run
-    missing = [key for key in REQUIRED if key not in results]
-    summary = {key: results[key] for key in REQUIRED if key in results and key != "machine"}
+    required = [key for name in BENCHMARKS for key in REQUIRED[name]]
+    missing = [key for key in [*required, "machine"] if key not in results]
+    summary = {key: results[key] for key in required if key in results}
     print(json.dumps(summary, indent=2))
     print(f"wrote {args.output}" + (f"; not yet measured: {missing}" if missing else ""))
 

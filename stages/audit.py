@@ -22,9 +22,12 @@ from pathlib import Path
 
 from blastcell import audit, copied, runner
 from blastcell.files import atomic_file, write_csv, write_json
+from blastcell.runner import Output
 
 
-def run(params, *, data: Path, copies: Path, metrics: Path, report: Path, nearest: Path) -> str:
+def run(
+    params, *, data: Path, copies: Path, metrics: Output, report: Output, nearest: Output
+) -> str:
     overlay = copied.read(copies).overlay
     result = audit.audit(data, params.audit, params.augment, overlay)
     with atomic_file(nearest) as tmp:

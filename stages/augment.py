@@ -1,9 +1,10 @@
 """Stage augment: read the input data set, then apply the seed's ImageDataGenerator augmentation.
 
-Params: base.seed, data.* but data.dir (its folder is --input), augment.*.
-Inputs: --input, the data folder (`data.dir`), ALL-IDB2's flat layout or one folder per class;
---copies, the copies stage's folder (`blastcell.copied`): the groups of source images that show
-the same cells, joined into one group each, and the files to drop for label conflicts.
+Params: base.seed, data.*, augment.*.
+Inputs: the data folder `data.dir` (read from params.yaml, never through the shell; `--input`
+instead, for tests and one-off runs), ALL-IDB2's flat layout or one folder per class;
+--copies, the copies stage's folder (`blastcell.copied`): the groups of source images that
+show the same cells, joined into one group each, and the files to drop for label conflicts.
 Outputs: --output, a folder with each source image (copy 0) and its augmented copies as PNG,
 `index.csv` (file, source, class, copy; duplicates share a source) and `classes.json`
 (`blastcell.augmented`); --preview, a grid PNG of the first sources of each class and their
@@ -18,19 +19,22 @@ from pathlib import Path
 
 from blastcell import augment, copied, ingest, runner
 from blastcell.files import atomic_file, write_csv, write_json
+from blastcell.runner import Output
 
 
 def run(
     params,
     *,
-    input: Path,
     copies: Path,
-    output: Path,
-    preview: Path,
-    classes: Path,
-    manifest: Path,
-    report: Path,
+    output: Output,
+    preview: Output,
+    classes: Output,
+    manifest: Output,
+    report: Output,
+    input: Path | None = None,
 ) -> str:
+    """`--input`: the data folder, instead of `data.dir` (for tests and one-off runs)."""
+    input = input or Path(params.data.dir)
     found = copied.read(copies)
     result = augment.augment(input, output, params.data, params.augment, params.base.seed, found)
     # Imported here: the workers re-run this script's imports, and need no matplotlib.

@@ -1,8 +1,9 @@
 """Stage copies: find the source images that show the same cells, before any split.
 
-Params: data.on_bad_image, data.max_image_pixels, data.min_image_side, data.square (the images
-are read as augment reads them), copies.*.
-Input (--input): the data folder (`data.dir`).
+Params: data.dir, data.on_bad_image, data.max_image_pixels, data.min_image_side, data.square
+(the images are read as augment reads them), copies.*.
+Input: the data folder `data.dir` (read from params.yaml, never through the shell; `--input`
+instead, for tests and one-off runs).
 Outputs: --output, the copies folder (`blastcell.copied`: each image in a group of copies, its
 group and whether it is kept, and the mask of the overlay burned into the data set's images),
 which augment and the audit read; --metrics, the groups of copies (a DVC metric); --report, the
@@ -16,9 +17,20 @@ from pathlib import Path
 
 from blastcell import copied, copies, runner
 from blastcell.files import atomic_dir, atomic_file, write_json
+from blastcell.runner import Output
 
 
-def run(params, *, input: Path, output: Path, metrics: Path, report: Path, gallery: Path) -> str:
+def run(
+    params,
+    *,
+    output: Output,
+    metrics: Output,
+    report: Output,
+    gallery: Output,
+    input: Path | None = None,
+) -> str:
+    """`--input`: the data folder, instead of `data.dir` (for tests and one-off runs)."""
+    input = input or Path(params.data.dir)
     result = copies.find(input, params.data, params.copies)
     # Imported here: the workers re-run this script's imports, and need no matplotlib.
     from blastcell import figures

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from blastcell import cv, progress, runner
 from blastcell.files import read_json, scratch_dir, write_json
+from blastcell.runner import Output
 
 STAGES = Path(__file__).resolve().parent
 REPORTS = ("evaluate", "train", "audit")
@@ -45,7 +46,7 @@ def score_split(folder: Path, data: Path, copies: Path, params: Path, seed: int,
 
 
 def run(
-    params, *, input: Path, copies: Path, splits: Path, metrics: Path, params_file: Path
+    params, *, input: Path, copies: Path, splits: Output, metrics: Output, params_file: Path
 ) -> str:
     seeds = params.cv.seeds
     rows = []

@@ -14,9 +14,12 @@ from pathlib import Path
 
 from blastcell import evaluate, figures, runner
 from blastcell.files import atomic_file, write_json
+from blastcell.runner import Output, OutputFolder
 
 
-def run(params, *, data: Path, model: Path, metrics: Path, report: Path, plots: Path) -> str:
+def run(
+    params, *, data: Path, model: Path, metrics: Output, report: Output, plots: OutputFolder
+) -> str:
     result = evaluate.evaluate(data, model, params.evaluate, params.base.seed)
     for name, records in result.records.items():
         write_json(plots / f"{name}.json", records)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from blastcell import explain, figures, runner
 from blastcell.files import atomic_dir
+from blastcell.runner import Output
 
 
-def run(params, *, data: Path, model: Path, plots: Path) -> str:
+def run(params, *, data: Path, model: Path, plots: Output) -> str:
     result = explain.explain(data, model, params.explain)
     with atomic_dir(plots) as tmp:
         figures.save(result.misclassified, tmp / "misclassified.png")

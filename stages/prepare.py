@@ -10,9 +10,10 @@ so memory does not grow with the data set.
 from pathlib import Path
 
 from blastcell import prepare, runner
+from blastcell.runner import Output
 
 
-def run(params, *, input: Path, output: Path, split_seed: int | None = None) -> str:
+def run(params, *, input: Path, output: Output, split_seed: int | None = None) -> str:
     """`--split-seed`: the seed of the split (default base.seed); cv/dvc.yaml sets it."""
     seed = params.base.seed if split_seed is None else split_seed
     counts, grouped = prepare.prepare(input, output, params.prepare, seed)

@@ -8,13 +8,12 @@ them records it, and `blastcell predict` warns.
 With --preview, also a PNG grid of the first images of each class.
 """
 
-from pathlib import Path
-
 from blastcell import SYNTHETIC_MARKER, images, progress, runner, synthesize
 from blastcell.files import atomic_dir, atomic_file, write_json
+from blastcell.runner import Output
 
 
-def run(params, *, output: Path, preview: Path | None = None) -> str:
+def run(params, *, output: Output, preview: Output | None = None) -> str:
     settings, seed = params.synthesize, params.base.seed
     total = settings.n_blast + settings.n_not_blast
     with atomic_dir(output) as tmp, progress.bar(total, "synthesize") as bar:

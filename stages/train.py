@@ -7,7 +7,8 @@ the weights) with `classes.json` (its output order) beside it; JSON metrics (the
 1-based, and the epochs run); a JSON report of the best epoch (its losses and accuracies, the
 number of parameters, images trained and validated on, whether training stopped early and
 why); and, as DVC plots, the loss and accuracy per epoch of the training and validation data
-(`loss.json`, `accuracy.json`, rewritten after every epoch).
+(`loss.json`, `accuracy.json`: written to temporaries beside them after every epoch, they
+replace them when the stage succeeds, so an interrupted run leaves the previous curves).
 
 With `train.strategy: multi_worker`, run this same command on every worker with $TF_CONFIG set;
 only the chief writes the outputs.
@@ -16,20 +17,25 @@ only the chief writes the outputs.
 from pathlib import Path
 
 from blastcell import runner, train
-from blastcell.files import write_json
+from blastcell.files import atomic_json_files, write_json
+from blastcell.runner import Output, OutputFolder
 
 
-def run(params, *, input: Path, model: Path, metrics: Path, report: Path, plots: Path) -> str:
-    def write_curve(name: str, records: list[dict]) -> None:
-        write_json(plots / f"{name}.json", records)
+def run(
+    params, *, input: Path, model: Output, metrics: Output, report: Output, plots: OutputFolder
+) -> str:
+    with atomic_json_files() as write_plot:  # a Ctrl-C or an error leaves the previous curves
 
-    trained = train.train(input, params.model, params.train, params.base.seed, write_curve)
-    if not trained.chief:
-        return "trained in step with the chief, which writes the outputs"
-    trained.save(model)
-    write_json(report, trained.report())
-    write_json(metrics, trained.metrics())
-    return trained.describe(params.train.monitor)
+        def write_curve(name: str, records: list[dict]) -> None:
+            write_plot(plots / f"{name}.json", records)
+
+        trained = train.train(input, params.model, params.train, params.base.seed, write_curve)
+        if not trained.chief:
+            return "trained in step with the chief, which writes the outputs"
+        trained.save(model)
+        write_json(report, trained.report())
+        write_json(metrics, trained.metrics())
+        return trained.describe(params.train.monitor)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The benchmarks cannot rot: `bench/run.py --quick` runs every one of them, and the table of
-figures in docs/performance.md is exactly what `bench/run.py --table` makes of the committed
-full run."""
+"""The benchmarks cannot rot: `bench/run.py --quick` runs every one of them (one test each), and
+the table of figures in docs/performance.md is exactly what `bench/run.py --table` makes of the
+committed full run."""
 
 import json
 import subprocess
@@ -16,45 +16,44 @@ import run as bench  # noqa: E402  (bench/run.py)
 COMMITTED = json.loads((ROOT / "bench" / "results.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def quick(tmp_path_factory) -> tuple[dict, str]:
-    """One `bench/run.py --quick` into a temporary results file: (results, its output)."""
-    out = tmp_path_factory.mktemp("bench") / "results.json"
-    cmd = [sys.executable, "bench/run.py", "--quick", "--output", str(out)]
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(bench.BENCHMARKS))
+def test_the_quick_run_of_each_benchmark_measures_its_figures_quietly(name, tmp_path):
+    """`bench/run.py --quick --only NAME`: one test per benchmark, so the workers share them."""
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, "bench/run.py", "--quick", "--only", name, "--output", str(out)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-4000:]
-    return json.loads(out.read_text()), text
-
-
-@pytest.mark.slow
-def test_quick_runs_every_benchmark_and_measures_every_required_figure(quick):
-    results, _ = quick
-    assert set(results["runs"]) == set(bench.BENCHMARKS)
-    assert all(run["quick"] for run in results["runs"].values())
-    assert [key for key in bench.REQUIRED if key not in results] == []
+    results = json.loads(out.read_text())
+    assert set(results["runs"]) == {name}
+    assert results["runs"][name]["quick"]
+    assert [key for key in (*bench.REQUIRED[name], "machine") if key not in results] == []
     figures = ("_images_per_s", "_ratio", "_mb", "_s")
     rates = [
         key for key, v in results.items() if key.endswith(figures) and not isinstance(v, dict)
     ]
-    assert len(rates) > 10
+    assert rates
     assert all(results[key] > 0 for key in rates), {key: results[key] for key in rates}
-    assert results["augment_outputs_identical"] is True
-
-
-@pytest.mark.slow
-def test_quick_run_is_quiet(quick):
-    _, text = quick
+    if name == "augment":
+        assert results["augment_outputs_identical"] is True
     for noise in ("cuInit", "cuda drivers", "oneDNN", "Traceback"):
         assert noise not in text
 
 
-@pytest.mark.slow
-def test_the_table_refuses_quick_or_partial_results(quick):
-    results, _ = quick
+def test_every_benchmark_has_its_required_figures():
+    assert set(bench.REQUIRED) == set(bench.BENCHMARKS)
+    assert all(bench.REQUIRED.values())
+    required = [key for keys in bench.REQUIRED.values() for key in keys]
+    assert [key for key in [*required, "machine"] if key not in COMMITTED] == []
+
+
+def test_the_table_refuses_quick_or_partial_results():
+    runs = COMMITTED["runs"]
+    quick = {**COMMITTED, "runs": {**runs, "audit": {**runs["audit"], "quick": True}}}
     with pytest.raises(SystemExit, match="quick"):
-        bench.table(results)
-    partial = {**COMMITTED, "runs": {k: v for k, v in COMMITTED["runs"].items() if k != "audit"}}
+        bench.table(quick)
+    partial = {**COMMITTED, "runs": {k: v for k, v in runs.items() if k != "audit"}}
     with pytest.raises(SystemExit, match="not run: \\['audit'\\]"):
         bench.table(partial)
 

@@ -316,3 +316,46 @@ def test_1_bit_and_gray_with_alpha_pngs(tmp_path):
     gray, alpha = gray.astype(np.int64), alpha.astype(np.int64)
     over_white = (gray * alpha + 255 * (255 - alpha) + 127) // 255
     np.testing.assert_allclose(pixels[..., 2], over_white, atol=1)  # float32 rounding
+
+
+@pytest.mark.parametrize("block", [7, 160])  # 1 row a block; 8 (or 2) rows, the last block short
+def test_conversions_a_block_of_rows_at_a_time_give_the_whole_images_pixels(
+    tmp_path, monkeypatch, block
+):
+    rgba = _pixels(14, (23, 19, 4))
+    wide = np.random.default_rng(15).integers(0, 65536, (23, 19, 4), dtype=np.uint16)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    Image.fromarray(rgba[..., :3]).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    jpeg = (tmp_path / "cmyk.jpg").read_bytes()
+    (tmp_path / "plain_cmyk.jpg").write_bytes(_without_adobe_marker(jpeg))
+    Image.fromarray(rgba[..., :3]).convert("CMYK").save(tmp_path / "cmyk.tif")
+    Image.fromarray(rgba[..., :3]).convert("P").save(tmp_path / "p.png", transparency=3)
+    Image.fromarray(rgba[..., :2], "LA").save(tmp_path / "la.png")
+    Image.fromarray(rgba[..., 0] > 99).save(tmp_path / "bits.png")
+    _png16(tmp_path / "wide.png", wide[..., :3])
+    tifffile.imwrite(tmp_path / "cmyk16.tif", wide, photometric="separated")
+    tifffile.imwrite(tmp_path / "premultiplied.tif", wide, photometric="rgb", extrasamples=[1])
+    tifffile.imwrite(tmp_path / "white.tif", rgba[..., 0], photometric="miniswhite")
+    files = sorted(tmp_path.iterdir())
+    whole = [ingest.decode(path) for path in files]
+    monkeypatch.setattr(ingest, "_BLOCK_SAMPLES", block)
+    for path, (pixels, note) in zip(files, whole, strict=True):
+        by_rows, by_rows_note = ingest.decode(path)
+        assert by_rows_note == note, path.name
+        np.testing.assert_array_equal(by_rows, pixels, err_msg=path.name)
+
+
+def test_padding_to_a_square_over_the_pixel_limit_is_refused_before_decoding(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "strip.png"
+    Image.fromarray(_pixels(16, (20, 300, 3))).save(path)  # 6,000 pixels; padded, 90,000
+    assert ingest.decode(path, max_pixels=10_000)[0].shape == (20, 300, 3)
+    assert ingest.decode(path, max_pixels=10_000, square="center_crop")[0].shape == (20, 20, 3)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: pytest.fail("decoded"))
+    with pytest.raises(
+        ingest.BadImage,
+        match=r"strip.png: 300x20 pixels, padded to 300x300, is over data.max_image_pixels=10000;"
+        r" refused before decoding",
+    ):
+        ingest.decode(path, max_pixels=10_000, square="pad")

@@ -14,7 +14,8 @@ against its owner here (the README's figures are checked in tests/test_readme.py
 The params notation, in the table and in the docstrings: items separated by commas, semicolons
 or "and"; each item is `section.key`, `section.*` (every key that src/blastcell/params.py
 declares in that section), `section.* but section.key` (all but that one), `all of params.yaml`,
-or "every param of the X, Y and Z stages" (the union of those stages' params in dvc.yaml).
+`external.<name>` (the external stage's own set), or "every param of the X, Y and Z stages"
+(the union of those stages' params in dvc.yaml).
 Backticks and (parenthesised remarks) are ignored.
 """
 
@@ -133,6 +134,8 @@ def expand_params(text: str, where: str) -> set[str]:
             keys.extend(expanded)
         elif re.fullmatch(r"\w+\.\w+", item):
             keys.append(item)
+        elif item == "external.<name>":  # the external stage's own set, `external.${key}`
+            keys.append("external.${key}")
         else:
             pytest.fail(f"{where}: cannot read {item!r} as params (see tests/test_docs.py)")
     twice = sorted({key for key in keys if keys.count(key) > 1 and key != ALL})

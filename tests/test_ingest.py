@@ -1,5 +1,7 @@
 """Reading users' data sets: both layouts, every common format, and bad input named or skipped."""
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -277,3 +279,54 @@ def test_a_relative_data_folder_with_a_link_inside_it(tmp_path, monkeypatch):
     _, report, loaded = _read(Path("data"))
     assert [img.key for img in loaded] == ["blast/a.png", "normal/b.png", "normal/c.png"]
     assert report.metrics()["duplicates"] == 1
+
+
+def _within(seconds: float, function):
+    """function()'s result, or its exception, from a thread; a failure if it is still running
+    after `seconds` (blocked opening a FIFO, or reading a device that never ends)."""
+    outcome = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = function()
+        except Exception as err:  # handed to the test's thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s: it opened a FIFO or device"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+@pytest.mark.skipif(not (hasattr(os, "mkfifo") and Path("/dev/zero").exists()), reason="POSIX")
+def test_fifos_and_links_to_devices_are_refused_unopened(tmp_path):
+    _save(tmp_path / "blast" / "a.png", 1)
+    _save(tmp_path / "normal" / "b.png", 2)
+    fifo = tmp_path / "normal" / "pipe.png"
+    os.mkfifo(fifo)  # opening it would wait for a writer
+    with pytest.raises(
+        ingest.BadImage, match=r"pipe.png: not a regular file but a FIFO \(named pipe\); only"
+    ):
+        _within(10, lambda: _read(tmp_path))
+    _, report, loaded = _within(10, lambda: _read(tmp_path, on_bad_image="skip"))
+    assert [img.key for img in loaded] == ["blast/a.png", "normal/b.png"]
+    (row,) = [r for r in report.manifest() if r[2] == "skipped"]
+    assert row[0] == "normal/pipe.png"
+    assert row[-1] == "not a regular file but a FIFO (named pipe); only image files are read"
+
+    (tmp_path / "blast" / "linked.png").symlink_to(fifo)  # inside the folder: still refused
+    with pytest.raises(ingest.BadImage, match=rf"linked.png: a link to {fifo}, not a regular"):
+        _within(10, lambda: _read(tmp_path))
+    (tmp_path / "blast" / "linked.png").unlink()
+    fifo.unlink()
+    (tmp_path / "normal" / "zero.png").symlink_to("/dev/zero")  # reading it never ends
+    with pytest.raises(
+        ingest.BadImage,
+        match=r"zero.png: a link to /dev/zero, not a regular file but a character device",
+    ):
+        _within(10, lambda: _read(tmp_path))
+    with pytest.raises(ingest.BadImage, match=r"zero.png: a link to /dev/zero, not a regular"):
+        _within(10, lambda: ingest.decode(tmp_path / "normal" / "zero.png"))

@@ -112,7 +112,7 @@ def test_an_external_test_set_runs_only_its_own_stage(repo):
         for line in repo.trace.read_text().splitlines()
         if json.loads(line)["stage"] == "external"
     ]
-    assert declared_params(declared) == set(used["params"])
+    assert {p.replace("${key}", "lab_b") for p in declared_params(declared)} == set(used["params"])
     assert {d for d in declared["deps"] if d.startswith("src/")} == set(used["modules"])
 
     lab_c = repo / "data" / "lab_c"
@@ -126,3 +126,18 @@ def test_an_external_test_set_runs_only_its_own_stage(repo):
     )  # fmt: skip
     assert failed.returncode != 0
     assert "class 'mystery' is not one the model was trained on" in failed.stdout + failed.stderr
+
+
+def test_folder_names_that_a_shell_would_run_are_only_paths(repo):
+    """data.dir and an external set's folder full of shell syntax, spaces, quotes and a leading
+    '-': DVC runs the stages on them as paths, and no command in them runs."""
+    awkward = "-cells $(touch PWNED) ; `touch PWNED` 'q' \"d\""
+    shutil.copytree(repo / "data" / "synthetic", repo / f"{awkward} b")
+    set_params(repo, f"external.lab_b={json.dumps(awkward + ' b')}")
+    assert repro(repo) == ["validate", "external@lab_b"]
+    assert json.loads((repo / "reports/external/lab_b.json").read_text())["test_images"] == 24
+    shutil.copytree(repo / "data" / "synthetic", repo / awkward)
+    set_params(repo, f"data.dir={json.dumps(awkward)}")
+    assert repro(repo, "augment") == ["validate", "copies", "augment"]
+    assert json.loads((repo / "reports/data.json").read_text())["images"] == 24
+    assert not list(repo.path.parent.rglob("PWNED*"))

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -342,3 +344,26 @@ def test_a_model_trained_on_synthetic_cells_comes_with_a_warning(tmp_path, model
     (folder / model.TRAINING_DATA).write_text(json.dumps(learned.to_json()))
     assert cli_main(args) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (hasattr(os, "mkfifo") and Path("/dev/zero").exists()), reason="POSIX")
+def test_fifos_and_links_to_devices_are_errors_naming_them_unopened(tmp_path, net):
+    good = _save(tmp_path / "in" / "a.png", 1)
+    fifo = tmp_path / "in" / "pipe.png"
+    os.mkfifo(fifo)  # opening it would wait for a writer
+    zero = tmp_path / "zero.png"
+    zero.symlink_to("/dev/zero")  # reading it never ends
+    results = []
+    inputs = predict.find_inputs([tmp_path / "in", zero])
+    worker = threading.Thread(target=lambda: results.extend(predict.predict(net, inputs)))
+    worker.daemon = True
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "still predicting after 60 s: it opened the FIFO or device"
+    assert [(r.path, r.ok) for r in results] == [(good, True), (fifo, False), (zero, False)]
+    assert results[1].error == (
+        f"{fifo}: not a regular file but a FIFO (named pipe); only image files are read"
+    )
+    assert results[2].message == (
+        "a link to /dev/zero, not a regular file but a character device; only image files are read"
+    )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import tracemalloc
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from blastcell import transform
 from blastcell.params import AugmentParams, FillMode, choices
 from blastcell.transform import (
     Transform,
@@ -308,3 +310,77 @@ def test_bad_inputs_raise():
         augment_image(good, np.random.RandomState(0), seed_settings)
     with pytest.raises(ValueError, match="shape"):
         random_transform(np.random.default_rng(0), (0, 8), seed_settings)
+
+
+# Beside SEED_RANGES' draws: exact border hits, far outside (several mirrors, wraps), a zoom
+# that lands on whole and half pixels, both flips.
+BAND_TRANSFORMS = [
+    FIXED_TRANSFORMS["rotation_180"],
+    FIXED_TRANSFORMS["combined"],
+    Transform(theta=90.0, tx=-3.0, ty=2.0, flip_vertical=True),
+    Transform(theta=-151.0, tx=97.0, ty=-120.5, shear=23.0, zx=0.3, zy=3.7),
+    Transform(zx=0.5, zy=2.0, tx=0.5, flip_horizontal=True),
+]
+
+
+def _band_cases(seed: int) -> list[tuple[np.ndarray, Transform]]:
+    """Random images (RGB, RGBA, one channel, 2-D; not square) with BAND_TRANSFORMS and
+    random draws of SEED_RANGES."""
+    rng = np.random.default_rng(seed)
+    shapes = [(67, 93, 3), (90, 41, 4), (53, 58, 1), (45, 77)]
+    cases = []
+    for i in range(16):
+        image = rng.integers(0, 256, shapes[i % len(shapes)], dtype=np.uint8)
+        if i < len(BAND_TRANSFORMS):
+            cases.append((image, BAND_TRANSFORMS[i]))
+        else:
+            cases.append((image, random_transform(rng, image.shape[:2], settings(SEED_RANGES))))
+    return cases
+
+
+@pytest.mark.parametrize("fill_mode", FILL_MODES)
+def test_banded_warp_gives_scikit_images_bytes(monkeypatch, fill_mode):
+    # A large image is warped by bands of rows: the same bytes as scikit-image's whole-image
+    # warp, which these small images take. Bands of 3 to 40 rows, a short one last.
+    cases = _band_cases(11)
+    expected = [apply_transform(image, t, fill_mode=fill_mode, cval=93.0) for image, t in cases]
+    monkeypatch.setattr(transform, "SKIMAGE_SAMPLES", 0)
+    for band in (300, 3000):
+        monkeypatch.setattr(transform, "_BAND_SAMPLES", band)
+        for (image, t), reference in zip(cases, expected, strict=True):
+            out = apply_transform(image, t, fill_mode=fill_mode, cval=93.0)
+            assert out.dtype == np.uint8
+            assert out.flags.c_contiguous
+            assert not np.shares_memory(out, image)
+            np.testing.assert_array_equal(out, reference, err_msg=f"{t} {image.shape}")
+
+
+@pytest.mark.parametrize("fill_mode", FILL_MODES)
+def test_a_band_holds_scikit_images_float64_bits_before_rounding(fill_mode):
+    # Stricter than the bytes: rounding to uint8 would hide a last-bit difference.
+    for image, t in _band_cases(12):
+        planar = image.reshape(*image.shape[:2], -1)
+        matrix = transform.transform_matrix(t, image.shape[:2])
+        whole = transform._warp_channels(planar.astype(np.float64), matrix, fill_mode, 93.0)
+        rows = np.arange(5, image.shape[0], dtype=np.float64)[:, np.newaxis]  # from row 5 on
+        cols = np.arange(image.shape[1], dtype=np.float64)[np.newaxis, :]
+        band = transform._warp_band(planar, matrix, rows, cols, fill_mode, 93.0)
+        np.testing.assert_array_equal(band.view(np.int64), whole[5:].view(np.int64), str(t))
+
+
+@pytest.mark.parametrize("fill_mode", FILL_MODES)
+def test_a_large_image_is_warped_in_its_own_size_plus_small_bands(monkeypatch, fill_mode):
+    # What numpy allocates (tracemalloc): the uint8 result and a few float64 bands, not the
+    # float64 copies of the image that scikit-image's warp holds (30 times the result here).
+    image = np.random.default_rng(13).integers(0, 256, (1000, 1100, 3), dtype=np.uint8)
+    assert image.size > transform.SKIMAGE_SAMPLES
+    monkeypatch.setattr(transform, "warp", None)  # scikit-image is not called
+    t = FIXED_TRANSFORMS["combined"]
+    tracemalloc.start()
+    try:
+        out = apply_transform(image, t, fill_mode=fill_mode, cval=125.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == image.shape
+    assert peak <= out.nbytes + 24 * transform._BAND_SAMPLES * 8, peak - out.nbytes

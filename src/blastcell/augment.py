@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PREVIEW_PER_CLASS = 2  # sources shown per class, the first ones in input order
+PREVIEW_SIDE = 1024  # pixels: a larger image is kept for the preview shrunk (`images.shrunk`);
+# matplotlib took 2 GB and 8 s to draw one of 6300 x 6300
 
 
 class Kept(NamedTuple):
@@ -38,7 +41,7 @@ class Kept(NamedTuple):
 
     key: str
     label: int
-    images: list[np.ndarray]  # the original, then its copies
+    images: list[np.ndarray]  # the original, then its copies; at most PREVIEW_SIDE a side
 
 
 @dataclass(frozen=True)
@@ -70,19 +73,30 @@ def output_stem(key: str) -> str:
 def copies(image: np.ndarray, key: str, settings: AugmentParams, seed: int) -> list[np.ndarray]:
     """The `settings.copies` augmented copies of one source image, from its own random stream
     (`source_rng(seed, key)`), so they do not depend on the other images or their order."""
+    return list(_copies(image, key, settings, seed))
+
+
+def _copies(
+    image: np.ndarray, key: str, settings: AugmentParams, seed: int
+) -> Iterator[np.ndarray]:
+    """`copies`, one at a time."""
     rng = source_rng(seed, key)
-    return [augment_image(image, rng, settings) for _ in range(settings.copies)]
+    return (augment_image(image, rng, settings) for _ in range(settings.copies))
 
 
 def _write_set(folder: Path, settings: AugmentParams, seed: int, source: _Source) -> Kept | None:
-    """Augment one source and write it with its copies; run in a worker process."""
+    """Augment one source and write it with its copies, each copy as it is made (memory holds
+    one at a time); run in a worker process."""
+    shown = []
     try:
-        pixels = [source.pixels, *copies(source.pixels, source.key, settings, seed)]
-        for k, image in enumerate(pixels):
+        made = _copies(source.pixels, source.key, settings, seed)
+        for k, image in enumerate(itertools.chain([source.pixels], made)):
             images.write(folder / f"{source.stem}_{k}.png", image)
+            if source.keep:
+                shown.append(images.shrunk(image, PREVIEW_SIDE))
     except Exception as err:  # anything: name the file, whichever process it happened in
         raise DataError(f"{source.path}: cannot augment or write its copies: {err}") from err
-    return Kept(source.key, source.label, pixels) if source.keep else None
+    return Kept(source.key, source.label, shown) if source.keep else None
 
 
 def augment(

@@ -1,4 +1,4 @@
-"""The `blastcell` command: tools around the pipeline (`summary`, `predict`)."""
+"""The `blastcell` command: tools around the pipeline (`summary`, `predict`, `check`, ...)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import typing
 from pathlib import Path
 
 from blastcell import __version__, ingest, params, progress
-from blastcell.files import DataError
+from blastcell.files import DataError, printable
 
 
 def _error(message: str) -> None:
     """Print `message` to standard error as one line, `blastcell: <message>`."""
-    print(f"blastcell: {message}", file=sys.stderr)
+    print(printable(f"blastcell: {message}"), file=sys.stderr)
 
 
 def summary_command(args: argparse.Namespace) -> int:
@@ -47,7 +47,9 @@ def predict_command(args: argparse.Namespace) -> int:
     with progress.bar(sum(not item.error for item in inputs), "predict") as bar:
 
         def failed(message: str) -> None:
-            bar.write(f"blastcell: {message}", file=sys.stderr)  # above the bar, if one is drawn
+            bar.write(
+                printable(f"blastcell: {message}"), file=sys.stderr
+            )  # above the bar, if drawn
 
         decoding = predict.Decoding(args.max_image_pixels, args.min_image_side, square)
         results = predict.predict(
@@ -68,6 +70,42 @@ def predict_command(args: argparse.Namespace) -> int:
     if not any(r.ok for r in results):
         _error("no image was found and predicted")
     return 0 if results and all(r.ok for r in results) else 1
+
+
+def check_command(args: argparse.Namespace) -> int:
+    """Check a data folder before `dvc add`: every file read as the pipeline reads data.dir
+    (layout, classes, links, limits, decoding, duplicates), writing nothing; exit 1 on any
+    problem. `dvc add` follows links: a link to a file outside the folder puts that file's
+    bytes in DVC's cache (and `dvc push` sends them), so run this first."""
+    settings = params.load(args.params, args.set).data
+    try:
+        listing = ingest.list_dataset(args.folder)
+    except DataError as err:
+        _error(str(err))
+        return 1
+    report = ingest.Report(listing.classes)
+    every = settings.model_copy(update={"on_bad_image": "skip"})  # list every bad file
+    problems = 0
+    with progress.bar(len(listing.items), "check") as bar:
+        try:
+            for _ in ingest.load(listing, report, every):
+                bar.update(1)
+        except DataError as err:  # the same pixels under two classes, a class left empty
+            bar.write(printable(f"blastcell: {err}"), file=sys.stderr)
+            problems += 1
+    for row in report.manifest():
+        if row[2] == "skipped":
+            _error(f"{args.folder / str(row[0])}: {row[-1]}")
+            problems += 1
+    counts = report.metrics()
+    print(
+        printable(
+            f"{args.folder}: {listing.layout} layout, {len(listing.classes)} classes "
+            f"{list(listing.classes)}; {counts['images']} images readable, {report.skipped} "
+            f"refused, {counts['duplicates']} exact duplicates"
+        )
+    )
+    return 1 if problems else 0
 
 
 def params_command(args: argparse.Namespace) -> int:
@@ -181,6 +219,24 @@ def main(argv: list[str] | None = None) -> int:
         f"from training_data.json beside it, else {ingest.SQUARE})",
     )
     command.set_defaults(func=predict_command)
+    command = commands.add_parser(
+        "check", help=check_command.__doc__, description=check_command.__doc__
+    )
+    command.add_argument("folder", type=Path, metavar="FOLDER", help="the data folder to check")
+    command.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="its data.* settings (limits, squaring, group_by) are the ones checked",
+    )
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a param in DVC's dotted form, e.g. --set data.square=pad",
+    )
+    command.set_defaults(func=check_command)
     command = commands.add_parser(
         "params", help=params_command.__doc__, description=params_command.__doc__
     )

@@ -7,7 +7,7 @@ limits and squaring); its class names must be among the model's, in any order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,15 @@ from blastcell import evaluate, images, ingest, model, progress
 from blastcell.files import DataError
 from blastcell.params import DataParams, EvaluateParams
 from blastcell.tf import keras
+
+
+def folder(sets: Mapping[str, str], name: str | None) -> Path:
+    """The data folder of the external set `name` (params.yaml's `external`)."""
+    if name is None:
+        raise DataError("external: give --name (a set of params.yaml's 'external') or --data")
+    if name not in sets:
+        raise DataError(f"external: no set '{name}' in params.yaml's 'external': {sorted(sets)}")
+    return Path(sets[name])
 
 
 def _scored_folder(

@@ -10,17 +10,22 @@ TIFF, PNG, JPEG and BMP are read as a person sees them, each from the first page
 of a multi-page file are noted, not read): grayscale, 1-bit, 16-bit, palette, CMYK and
 transparent images are converted to 8-bit RGB, the EXIF orientation is applied, and a non-square
 image is made square as `data.square` says; every change is noted in the manifest. The header is
-checked before any pixel is decoded (`data.max_image_pixels`, `data.min_image_side`). Hidden and
-system files are ignored. A file that cannot be used (unreadable, not an image, too large or too
-small, a link leaving the folder or looping) is an error naming it, or, with `on_bad_image:
-skip`, is left out and reported. Exact duplicates (same pixels) are reported and kept together on
-one side of every split; the same pixels under two classes are an error.
+checked before any pixel is decoded (`data.max_image_pixels`, `data.min_image_side`; with
+`data.square: pad`, the padded square too). Conversions go a block of rows at a time, so memory
+holds the decoder's image and the 8-bit RGB result, not float copies of the whole image. Hidden
+and system files are ignored. A file that cannot be used (unreadable, not a regular file, not an
+image, too large or too small, a link leaving the folder or looping) is an error naming it, or,
+with `on_bad_image: skip`, is left out and reported. Exact duplicates (same pixels) are reported
+and kept together on one side of every split; the same pixels under two classes are an error.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import re
+import stat
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +34,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from PIL import Image as PILImage
+from PIL import ImageChops
 
 from blastcell import DEFAULT_CLASSES
 from blastcell.files import DataError
@@ -54,6 +60,7 @@ _ORIENTATIONS = {  # EXIF orientation: what turns the stored pixels the way they
     7: "transversed",
     8: "rotated 90 degrees counterclockwise",
 }
+_PILLOW_MODES = ("1", "L", "LA", "RGB", "RGBA", "P", "PA", "CMYK", "RGBa", "La", "RGBX", "YCbCr")
 _MODES_READ = "read: 1-bit, grayscale, RGB, palette and CMYK, 8- or 16-bit, with or without alpha"
 
 
@@ -72,6 +79,7 @@ class _Limits(NamedTuple):
     max_pixels: int
     min_side: int
     names: tuple[str, str]
+    square: str  # `pad` makes the image max(width, height) pixels square: that must fit too
 
 
 class BadImage(DataError):
@@ -280,24 +288,47 @@ def _class_folders(folder: Path, subdirs: list[Path]) -> Listing:
     return Listing(folder, "class_folders", tuple(classes), tuple(items))
 
 
-def _require_content(path: Path) -> None:
-    """Refuse a file that cannot be opened or holds no bytes, naming it."""
+_NOT_REGULAR = (  # what a path that is not a regular file is, by its stat mode
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)  # anything else is "other"
+
+
+def _regular_file(path: Path) -> os.stat_result:
+    """The status of a regular file (links followed); BadImage names a path that cannot be read
+    or is not a regular file. Nothing is opened: opening a FIFO blocks until something writes to
+    it, and a device such as /dev/zero never ends."""
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except OSError as err:
         raise BadImage(f"{path}: cannot read image: {err.strerror or err}") from err
-    if size == 0:
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(status.st_mode)), "other")
+        link = f"a link to {path.resolve()}, " if path.is_symlink() else ""
+        raise BadImage(f"{path}: {link}not a regular file but {kind}; only image files are read")
+    return status
+
+
+def _require_content(path: Path) -> None:
+    """Refuse a file that cannot be read, is not a regular file or holds no bytes, naming it,
+    before anything opens it."""
+    if _regular_file(path).st_size == 0:
         raise BadImage(f"{path}: empty file (0 bytes)")
 
 
 def _check_file(path: Path, folder: Path) -> None:
-    """Refuse links leaving the folder or looping, and unknown suffixes."""
+    """Refuse links looping, what is not a regular file (a FIFO, a link to a device), links
+    leaving the folder, and unknown suffixes; nothing is opened."""
     try:
         link = path.is_symlink()
         target = path.resolve(strict=True) if link else path
     except (OSError, RuntimeError) as err:  # RuntimeError: a link loop, before Python 3.13
         reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise BadImage(f"{path}: cannot resolve link: {reason}") from err
+    _regular_file(path)
     if link and not target.is_relative_to(folder.resolve()):
         raise BadImage(f"{path}: a link to {target}, outside the data folder {folder}")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -316,6 +347,12 @@ def _check_size(path: Path, width: int, height: int, limits: _Limits) -> None:
             f"{path}: {width}x{height} pixels has a side under {limits.names[1]}="
             f"{limits.min_side}; refused before decoding"
         )
+    side = max(width, height)
+    if limits.square == "pad" and side * side > limits.max_pixels:
+        raise BadImage(
+            f"{path}: {width}x{height} pixels, padded to {side}x{side}, is over "
+            f"{limits.names[0]}={limits.max_pixels}; refused before decoding"
+        )
 
 
 def _pages_note(pages: int, sizes: set[tuple[int, int]]) -> list[str]:
@@ -325,14 +362,23 @@ def _pages_note(pages: int, sizes: set[tuple[int, int]]) -> list[str]:
     return [f"first of {pages} pages" + (" (pages differ in size)" if len(sizes) > 1 else "")]
 
 
+_BLOCK_SAMPLES = 2**20  # converted a block of rows at a time: float copies of a block, not of
+# the image (a 6300 x 6300 image is 119 MB as 8-bit RGB, 950 MB as float64)
+
+
+def _row_blocks(pixels: np.ndarray) -> Iterator[slice]:
+    """Slices of `pixels`' rows (axis 0), of about _BLOCK_SAMPLES samples each."""
+    height = pixels.shape[0]
+    rows = max(1, _BLOCK_SAMPLES * height // max(pixels.size, 1))
+    return (slice(top, top + rows) for top in range(0, height, rows))
+
+
 def to_rgb8(pixels: np.ndarray) -> tuple[np.ndarray, str]:
     """Convert a decoded image to 8-bit RGB; the note says what was changed ('' if nothing)."""
     notes = []
     if pixels.dtype == np.uint16:
-        pixels = np.rint(pixels / 257.0).astype(np.uint8)
         notes.append("16-bit to 8-bit")
     elif pixels.dtype == bool:
-        pixels = pixels.astype(np.uint8) * 255
         notes.append("1-bit to 8-bit")
     elif pixels.dtype != np.uint8:
         raise ValueError(f"pixel type {pixels.dtype} is not 8- or 16-bit")
@@ -341,23 +387,42 @@ def to_rgb8(pixels: np.ndarray) -> tuple[np.ndarray, str]:
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
         raise ValueError(f"shape {pixels.shape} is not an image")
     channels = pixels.shape[2]
-    if channels in (2, 4):  # composite over white: transparent areas become background
+    if channels in (2, 4):
+        notes.append("alpha composited over white")
+    if channels in (1, 2):
+        notes.append("grayscale to RGB")
+    if not notes:
+        return np.ascontiguousarray(pixels), ""
+    out = np.empty((*pixels.shape[:2], 3), np.uint8)
+    for rows in _row_blocks(pixels):
+        out[rows] = _rgb8_rows(pixels[rows])  # grey (h, w, 1) fills the 3 channels
+    return out, "; ".join(notes)
+
+
+def _rgb8_rows(pixels: np.ndarray) -> np.ndarray:
+    """`to_rgb8`'s conversion of some rows (h, w, C) of 16-, 8- or 1-bit samples: 8-bit colour
+    (h, w, 1 or 3)."""
+    if pixels.dtype == np.uint16:
+        pixels = np.rint(pixels / 257.0).astype(np.uint8)
+    elif pixels.dtype == bool:
+        pixels = pixels.astype(np.uint8) * 255
+    if pixels.shape[2] in (2, 4):  # composite over white: transparent areas become background
         alpha = pixels[..., -1:].astype(np.float32) / 255
         colour = pixels[..., :-1].astype(np.float32)
         pixels = np.rint(colour * alpha + 255 * (1 - alpha)).astype(np.uint8)
-        notes.append("alpha composited over white")
-    if pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-        notes.append("grayscale to RGB")
-    return np.ascontiguousarray(pixels), "; ".join(notes)
+    return pixels
 
 
-def cmyk_to_rgb(ink: np.ndarray) -> np.ndarray:
+def cmyk_to_rgb(ink: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """RGB (H, W, 3) from ink amounts (H, W, 4), C, M, Y, K, 0 = no ink, as 8- or 16-bit
-    integers: R = (1 - C)(1 - K) in full scale, rounded (as Pillow converts)."""
+    integers: R = (1 - C)(1 - K) in full scale, rounded (as Pillow converts). Written to `out`
+    if given (it may be `ink[..., :3]`: each block of rows is read before it is written)."""
     full = float(np.iinfo(ink.dtype).max)
-    paper = full - ink.astype(np.float64)  # the light each ink lets through
-    return np.rint(paper[..., :3] * paper[..., 3:] / full).astype(ink.dtype)
+    out = np.empty((*ink.shape[:-1], 3), ink.dtype) if out is None else out
+    for rows in _row_blocks(ink):
+        paper = full - ink[rows].astype(np.float64)  # the light each ink lets through
+        out[rows] = np.rint(paper[..., :3] * paper[..., 3:] / full)
+    return out
 
 
 def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -396,27 +461,54 @@ def _raw_mode(tile: Any) -> str:
     return args if isinstance(args, str) else str(args[0]) if args else ""
 
 
+def _pillow_array(
+    image: PILImage.Image, convert: Callable[[PILImage.Image], np.ndarray] = np.asarray
+) -> np.ndarray:
+    """`convert(image)` (by default `np.asarray(image)`) for a loaded Pillow image whose
+    conversion goes pixel by pixel, made a block of rows at a time: memory holds the image and
+    the array, not also Pillow's whole copies (`np.asarray` copies the image twice over, as
+    `tobytes` joins its chunks) and conversions."""
+    width, height = image.size
+    rows = max(1, _BLOCK_SAMPLES // width)
+    out = None
+    for top in range(0, height, rows):
+        block = convert(image.crop((0, top, width, min(top + rows, height))))
+        if out is None:
+            out = np.empty((height, *block.shape[1:]), block.dtype)
+        out[top : top + rows] = block
+    assert out is not None  # an image has a row; `_check_size` saw to it
+    return out
+
+
+def _pillow_rows(rows: PILImage.Image, flip_ink: bool) -> np.ndarray:
+    """Rows of a loaded Pillow image as to_rgb8 takes them: palettes to RGB(A), premultiplied
+    alpha to straight, CMYK to RGB (Pillow's conversion, `cmyk_to_rgb`'s to the bit; the inks
+    inverted first if `flip_ink`), 16-bit grey in native byte order."""
+    mode = rows.mode
+    if mode in ("P", "PA"):
+        alpha = mode == "PA" or "transparency" in rows.info
+        return np.asarray(rows.convert("RGBA" if alpha else "RGB"))
+    if mode == "CMYK":
+        return np.asarray((ImageChops.invert(rows) if flip_ink else rows).convert("RGB"))
+    if mode in ("RGBa", "La"):
+        return np.asarray(rows.convert(mode[:-1] + "A"))
+    if mode in ("RGBX", "YCbCr"):
+        return np.asarray(rows.convert("RGB"))
+    if mode.startswith("I;16"):
+        return np.asarray(rows).astype(np.uint16)
+    return np.asarray(rows)
+
+
 def _from_pillow(image: PILImage.Image) -> tuple[np.ndarray, list[str]]:
     """The pixels of a loaded Pillow image, as to_rgb8 takes them, and the conversion's note."""
     mode = image.mode
-    if mode in ("P", "PA"):
-        alpha = mode == "PA" or "transparency" in image.info
-        pixels, _ = _from_pillow(image.convert("RGBA" if alpha else "RGB"))
-        return pixels, ["palette to RGB"]
-    if mode == "CMYK":
-        ink = np.asarray(image)
-        if image.format in ("JPEG", "MPO") and "adobe" not in image.info:
-            ink = 255 - ink  # Pillow always assumes Adobe's inverted CMYK; without APP14 it isn't
-        return cmyk_to_rgb(ink), ["CMYK to RGB"]
-    if mode in ("RGBa", "La"):  # premultiplied alpha
-        return np.asarray(image.convert(mode[:-1] + "A")), []
-    if mode in ("RGBX", "YCbCr"):
-        return np.asarray(image.convert("RGB")), []
-    if mode.startswith("I;16"):
-        return np.asarray(image).astype(np.uint16), []  # native byte order
-    if mode not in ("1", "L", "LA", "RGB", "RGBA"):
+    if mode not in _PILLOW_MODES and not mode.startswith("I;16"):
         raise ValueError(f"colour mode {mode} is not read; {_MODES_READ}")
-    return np.asarray(image), []
+    # Pillow always assumes Adobe's inverted CMYK in a JPEG; without APP14 it isn't
+    flip_ink = image.format in ("JPEG", "MPO") and "adobe" not in image.info
+    pixels = _pillow_array(image, functools.partial(_pillow_rows, flip_ink=flip_ink))
+    notes = {"P": ["palette to RGB"], "PA": ["palette to RGB"], "CMYK": ["CMYK to RGB"]}
+    return pixels, notes.get(mode, [])
 
 
 def _read_pillow(path: Path, image: PILImage.Image, limits: _Limits) -> _Read:
@@ -464,23 +556,34 @@ def _from_tifffile(page: Any, data: np.ndarray) -> tuple[np.ndarray, list[str]]:
     if colours is None or (photometric == 5 and (inks != 1 or data.shape[2] < 4)):
         name = getattr(page.photometric, "name", photometric)
         raise ValueError(f"TIFF photometric {name} is not read; {_MODES_READ}")
+    if not data.flags.writeable:
+        data = data.copy()
+    # colour and alpha are views of `data`, converted in place: no copy of the image
     colour, extra = data[..., :colours], data[..., colours:]
     alpha = extra[..., :1] if tuple(page.extrasamples[:1]) in ((1,), (2,)) else extra[..., :0]
     notes = []
     if alpha.size and page.extrasamples[0] == 1 and colour.dtype != bool:  # premultiplied
         full = np.iinfo(colour.dtype).max
-        a = alpha.astype(np.float64)
-        straight = np.where(a > 0, colour * (full / np.maximum(a, 1)), 0)
-        colour = np.rint(np.clip(straight, 0, full)).astype(colour.dtype)
+        for rows in _row_blocks(colour):
+            a = alpha[rows].astype(np.float64)
+            straight = np.where(a > 0, colour[rows] * (full / np.maximum(a, 1)), 0)
+            colour[rows] = np.rint(np.clip(straight, 0, full))
     if photometric == 0:  # white is zero
-        colour = ~colour if colour.dtype == bool else np.iinfo(colour.dtype).max - colour
+        if colour.dtype == bool:
+            np.invert(colour, out=colour)
+        else:
+            np.subtract(np.iinfo(colour.dtype).max, colour, out=colour)
     elif photometric == 3:
         palette = np.rint(page.colormap / 257.0).astype(np.uint8)  # (3, 2**bits), 16-bit
         colour, notes = palette[:, colour[..., 0]].transpose(1, 2, 0), ["palette to RGB"]
     elif photometric == 5:
-        colour, notes = cmyk_to_rgb(colour), ["CMYK to RGB"]
-    if alpha.size and alpha.dtype != colour.dtype:  # palette: 8-bit colour, 16-bit alpha
+        colour, notes = cmyk_to_rgb(colour, out=colour[..., :3]), ["CMYK to RGB"]
+    if not alpha.size:
+        return colour, notes
+    if alpha.dtype != colour.dtype:  # palette: 8-bit colour, 16-bit alpha
         alpha = np.rint(alpha / 257.0).astype(np.uint8)
+    if photometric in (0, 1, 2):  # colour and alpha side by side in `data` still
+        return data[..., : colours + 1], notes
     return np.concatenate([colour, alpha], axis=2), notes
 
 
@@ -544,11 +647,12 @@ def decode(
     `images.square` does; the note lists every change ('' if none).
 
     The header is checked before any pixel is decoded: more than `max_pixels` pixels in the
-    first page, or a side under `min_side`, is refused with an error naming the settings
-    `names` (max_pixels's, min_side's). BadImage names the file.
+    first page (or in the square that `pad` makes of it), or a side under `min_side`, is refused
+    with an error naming the settings `names` (max_pixels's, min_side's). Anything but a regular
+    file is refused unopened. BadImage names the file.
     """
     _require_content(path)
-    limits = _Limits(max_pixels, min_side, names)
+    limits = _Limits(max_pixels, min_side, names, square)
     try:
         with warnings.catch_warnings():  # our own limit applies, checked next
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
@@ -590,6 +694,13 @@ def _file_sha256(path: Path) -> str:
             return hashlib.file_digest(f, "sha256").hexdigest()
     except OSError as err:
         raise BadImage(f"{path}: cannot read image: {err.strerror or err}") from err
+
+
+def _pixel_sha256(pixels: np.ndarray) -> str:
+    """The SHA-256 of the pixels' bytes and then their shape, read in place (no copy)."""
+    digest = hashlib.sha256(np.ascontiguousarray(pixels).data)
+    digest.update(str(pixels.shape).encode())
+    return digest.hexdigest()
 
 
 def grouping(pattern: str | None, folder: Path) -> Callable[[str], str]:
@@ -648,7 +759,7 @@ def load(
                 raise
             report.skip(key, item.label, str(err).removeprefix(f"{item.path}: "))
             continue
-        digest = hashlib.sha256(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()
+        digest = _pixel_sha256(pixels)
         first, source = first_of.setdefault(digest, (item, key))
         if first.label != item.label and not across_classes:
             raise DataError(

@@ -13,6 +13,7 @@ import json
 import os
 import resource
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,8 @@ class Recorded:
         if name in cls.model_fields:
             if isinstance(value, BaseModel) and not self._prefix:  # a section of the whole
                 return Recorded(value, self._reads, f"{name}.")
+            if isinstance(value, dict) and not self._prefix:  # `external`: name -> folder
+                return RecordedMapping(value, self._reads, name)
             self._reads.add(f"{self._prefix}{name}")
         return value
 
@@ -60,6 +63,31 @@ class Recorded:
 
     def __repr__(self) -> str:
         return f"Recorded({self._model!r})"
+
+
+class RecordedMapping(Mapping[str, Any]):
+    """A read-only view of a section that is a mapping of names the user chose (`external`):
+    looking up one name records 'section.name' (the external stage reads only its own set);
+    anything else (listing, counting) records the whole section."""
+
+    def __init__(self, mapping: dict[str, Any], reads: set[str], name: str) -> None:
+        self._mapping, self._reads, self._name = mapping, reads, name
+
+    def __getitem__(self, key: str) -> Any:
+        self._reads.add(f"{self._name}.{key}")
+        return self._mapping[key]
+
+    def __contains__(self, key: object) -> bool:
+        self._reads.add(f"{self._name}.{key}")
+        return key in self._mapping
+
+    def __iter__(self) -> Iterator[str]:
+        self._reads.add(self._name)
+        return iter(self._mapping)
+
+    def __len__(self) -> int:
+        self._reads.add(self._name)
+        return len(self._mapping)
 
 
 def _identity(model: BaseModel) -> BaseModel:

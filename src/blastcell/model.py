@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from blastcell.augmented import Source
-from blastcell.files import DataError
+from blastcell.files import DataError, atomic_file, scratch_file
 from blastcell.params import Block, ModelParams, ParamsError
 from blastcell.tf import keras
 
@@ -242,13 +242,14 @@ def save(model: keras.Model, path: Path) -> None:
     entry's zip date) and numbers objects shared between layers (the dtype policy) by their
     memory address, so the same weights would hash differently on every run: the stamps are
     removed and the shared objects renumbered 1, 2, ... in order of appearance, so DVC sees an
-    unchanged model as unchanged.
+    unchanged model as unchanged. The file is replaced only once it is complete, and Keras's own
+    file is a temporary beside it (`files.scratch_file`): a kill leaves the previous model.
     """
     path = Path(path)
-    raw = path.with_name(f"{path.stem}.unstamped{path.suffix}")
-    try:
+    unstamped = f"{path.stem}.unstamped{path.suffix}"
+    with atomic_file(path) as out, scratch_file(path.parent, unstamped) as raw:
         model.save(raw)
-        with zipfile.ZipFile(raw) as src, zipfile.ZipFile(path, "w") as dst:
+        with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w") as dst:
             for info in src.infolist():
                 data = src.read(info)
                 if info.filename == "metadata.json":
@@ -261,8 +262,6 @@ def save(model: keras.Model, path: Path) -> None:
                 entry.compress_type = info.compress_type
                 entry.external_attr = info.external_attr
                 dst.writestr(entry, data)
-    finally:
-        raw.unlink(missing_ok=True)
 
 
 TRAINING_DATA = "training_data.json"  # beside the model file

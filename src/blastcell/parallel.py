@@ -5,6 +5,13 @@ The synthesize and augment stages render or augment images in worker processes w
 are raised in input order, as in one process, so the files written do not depend on it. The
 input is read lazily in this process, a few items ahead of the results handed back, so memory
 does not grow with the data set.
+
+The workers exit when the process that started them dies, however it dies (`kill -9` of a
+stage included): each watches it from a thread (`lifetime.exit_with`). The forkserver, not
+that process, is a worker's parent, and a worker holds both ends of its task queue's pipe, so
+it would otherwise wait for tasks forever. The forkserver and multiprocessing's resource
+tracker then exit by themselves, since they wait only for the processes that share their
+pipes, the workers among them.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.context import BaseContext
 from typing import TypeVar
+
+from blastcell import lifetime
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -64,7 +73,12 @@ def map_ordered(
         for item in items:
             yield function(item)
         return
-    pool = ProcessPoolExecutor(count, mp_context=_context(function))
+    pool = ProcessPoolExecutor(
+        count,
+        mp_context=_context(function),
+        initializer=lifetime.exit_with,
+        initargs=(os.getpid(),),
+    )
     try:
         pending: deque[Future[Result]] = deque()
         source = iter(items)

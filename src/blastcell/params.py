@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from blastcell.files import printable
+
 
 class ParamsError(ValueError):
     """A params.yaml key is unknown, missing, of the wrong type or out of range."""
@@ -47,8 +49,20 @@ def _param(description: str, **constraints: Any) -> Any:
     return Field(description=description, **constraints)
 
 
+def checked_path(key: str, path: str) -> str:
+    """A folder param's value, unless it holds a control character (a newline, a tab, ...):
+    such a name cannot be written in one line of a log, a manifest or dvc.lock. Any other
+    character is allowed (spaces, quotes, `$`, `;`, a leading `-`): the stages read these
+    paths from params.yaml, so no shell ever sees them."""
+    if printable(path) != path:
+        raise ValueError(
+            f"'{key}' must be a path without control characters (newline, tab, ...), got {path!r}"
+        )
+    return path
+
+
 class BaseParams(Section):
-    seed: int = _param("one seed for every random choice in the pipeline", ge=0)
+    seed: int = _param("one seed for every random choice in the pipeline", ge=0, le=2**32 - 1)
 
 
 class DataParams(Section):
@@ -59,9 +73,12 @@ class DataParams(Section):
         "error: stop, naming the file | skip: leave it out, listed in the manifest"
     )
     max_image_pixels: int = _param(
-        "larger images are refused before decoding (decompression bombs)", ge=1
+        "larger images are refused before decoding (decompression bombs); at most 100 million "
+        "(10,000 x 10,000, 300 MB decoded)",
+        ge=1,
+        le=100_000_000,
     )
-    min_image_side: int = _param("images with a shorter side are refused, pixels", ge=1)
+    min_image_side: int = _param("images with a shorter side are refused, pixels", ge=1, le=10_000)
     group_by: str | None = _param(
         "regular expression searched in each image's path in data.dir whose first group names "
         "its patient, slide or sample, kept on one side of every split; null: each image alone",
@@ -71,6 +88,11 @@ class DataParams(Section):
         "how a non-square image becomes square: stretch | pad (with its border's colour) | "
         "center_crop"
     )
+
+    @field_validator("dir")
+    @classmethod
+    def _a_path(cls, folder: str) -> str:
+        return checked_path("data.dir", folder)
 
     @field_validator("group_by")
     @classmethod
@@ -89,11 +111,13 @@ class DataParams(Section):
 
 
 class SynthesizeParams(Section):
-    n_blast: int = _param("blast images", ge=1)
-    n_not_blast: int = _param("not-blast images", ge=1)
+    n_blast: int = _param("blast images written", ge=1, le=100_000)
+    n_not_blast: int = _param("not-blast images written", ge=1, le=100_000)
     image_size: int = _param("side of the square crops, pixels", ge=16, le=2048)
     difficulty: float = _param("0: classes clearly apart ... 1: heavy overlap", ge=0, le=1)
-    workers: int = _param("processes; 0: one per CPU core (the files do not depend on it)", ge=0)
+    workers: int = _param(
+        "processes; 0: one per CPU core (the files do not depend on it)", ge=0, le=1024
+    )
 
 
 FillMode = Literal["constant", "nearest", "reflect", "wrap"]
@@ -112,7 +136,9 @@ class AugmentParams(Section):
     vertical_flip: bool = _param("flip half the copies upside down")
     fill_mode: FillMode = _param("how the points outside the image are filled")
     cval: float = _param("fill value for fill_mode constant", ge=0, le=255)
-    workers: int = _param("processes; 0: one per CPU core (the files do not depend on it)", ge=0)
+    workers: int = _param(
+        "processes; 0: one per CPU core (the files do not depend on it)", ge=0, le=1024
+    )
 
 
 class CopiesParams(Section):
@@ -173,16 +199,20 @@ class Block(Section):
     unless given (the defaults below are what an absent part means, not a second value).
     """
 
-    filters: int = _param("convolution filters at model.width 1", ge=1)
-    kernel: int = _param("convolution kernel side", ge=1)
-    stride: int = Field(1, description="convolution stride", ge=1)
+    filters: int = _param("convolution filters at model.width 1", ge=1, le=4096)
+    kernel: int = _param("convolution kernel side", ge=1, le=63)
+    stride: int = Field(1, description="convolution stride", ge=1, le=16)
     conv_padding: Literal["valid", "same"] = Field(
         "valid", description="the convolution's own padding"
     )
-    zero_pad: int | None = Field(None, description="zero padding on each side; null: none", ge=0)
+    zero_pad: int | None = Field(
+        None, description="zero padding on each side; null: none", ge=0, le=64
+    )
     zero_pad_after: bool = Field(False, description="pad after the convolution, not before")
-    pool: int | None = Field(None, description="max-pooling window; null: no pooling", ge=1)
-    pool_stride: int | None = Field(None, description="max-pooling stride; null: the window", ge=1)
+    pool: int | None = Field(None, description="max-pooling window; null: no pooling", ge=1, le=64)
+    pool_stride: int | None = Field(
+        None, description="max-pooling stride; null: the window", ge=1, le=64
+    )
 
 
 class ModelParams(Section):
@@ -200,7 +230,7 @@ class ModelParams(Section):
     batch_norm: bool = _param(
         "batch normalisation after every convolution, before its ReLU; the seed: false"
     )
-    dense_units: int = _param("units of each dense layer", ge=1)
+    dense_units: int = _param("units of each dense layer", ge=1, le=65_536)
     dropout: float = _param("dropout rate after each dense layer", ge=0, lt=1)
 
     @model_validator(mode="after")
@@ -236,7 +266,9 @@ class TrainParams(Section):
         "auto: mixed_bfloat16 where the hardware has it, else float32"
     )
     monitor: Literal["val_loss", "val_accuracy"] = _param("the best epoch, kept, is by this")
-    shuffle_buffer: int = _param("images held in memory for shuffling (bounds memory)", ge=1)
+    shuffle_buffer: int = _param(
+        "images held in memory for shuffling (bounds memory)", ge=1, le=100_000
+    )
     strategy: Literal["auto", "mirrored", "multi_worker"] = _param(
         "auto: one device | mirrored: all local GPUs | multi_worker: the cluster in TF_CONFIG"
     )
@@ -331,6 +363,7 @@ class Params(Section):
                 )
             if not folder:
                 raise ValueError(f"'external.{name}' must name a data folder")
+            checked_path(f"external.{name}", folder)
         return sets
 
 

@@ -3,7 +3,7 @@
 The default `source` split assigns whole groups to one side, stratified by class: a group is a
 source cell, or with `data.group_by` every cell of one patient, slide or sample; every augmented
 copy of a cell, and every exact duplicate of it, lands where its original does, and the test set
-holds originals only.
+holds originals only, each cell once (an exact duplicate is not scored again).
 The `random` split reproduces the seed's leaky protocol (augment everything, shuffle, cut at
 1020:248) so that its inflation can be measured; there the validation set is the test set, as in
 the seed, which reported on it.
@@ -36,7 +36,8 @@ def split_by_group(
     val_fraction: float,
     rng: np.random.Generator,
 ) -> dict[str, list[Record]]:
-    """Stratified split by group; the test set keeps only the originals.
+    """Stratified split by group; the test set keeps only the originals, each cell once (one
+    file of each set of exact duplicates).
 
     A group is one source cell (and its exact duplicates), or with `data.group_by` all the
     images of one patient, slide or sample: every image of a group, copies included, lands on
@@ -74,9 +75,13 @@ def split_by_group(
                 "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             )
     splits: dict[str, list[Record]] = {name: [] for name in prepared.SPLITS}
+    tested: set[str] = set()
     for r in records:
-        if side[r.group] != "test" or r.copy == 0:
+        if side[r.group] != "test":
             splits[side[r.group]].append(r)
+        elif r.copy == 0 and r.source not in tested:  # an exact duplicate is the same cell
+            tested.add(r.source)
+            splits["test"].append(r)
     return {name: _shuffled(rows, rng) for name, rows in splits.items()}
 
 

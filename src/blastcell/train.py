@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from blastcell import devices, model, prepared, progress
-from blastcell.files import DataError, atomic_file, write_json
+from blastcell.files import DataError, write_json
 from blastcell.params import ModelParams, TrainParams
 from blastcell.tf import keras, tf
 
@@ -234,8 +234,7 @@ class Trained:
     def save(self, path: Path) -> None:
         """Save the model (see `model.save`) and beside it its class names, `classes.json`, and
         what it learned from, `training_data.json` (see `model.TrainingData`)."""
-        with atomic_file(path) as tmp:
-            model.save(self.model, tmp)
+        model.save(self.model, path)  # atomically
         write_json(path.with_name("classes.json"), self.spec.classes)  # for `blastcell predict`
         learned = model.TrainingData(
             self.spec.source,

@@ -33,6 +33,12 @@ Fill modes (Keras/scipy name -> what is done here):
 Interpolation is bilinear (order 1); the result is cast to float32 (Keras works on float32
 arrays), rounded half to even with ``np.rint`` and clipped to ``0..255``.
 
+Memory: scikit-image's ``warp`` holds float64 copies of the whole image (its input, each
+channel's output, the stacked result: 8 bytes a sample each, about 950 MB apiece at 6300 x 6300
+RGB). An image of more than ``SKIMAGE_SAMPLES`` samples is warped by :func:`_warp_by_bands`
+instead, a band of output rows at a time, reading the uint8 image where the interpolation needs
+it, with the same floating-point operations in the same order: the same bytes.
+
 The settings are the ``augment`` section of params.yaml (``AugmentParams``), checked there;
 :func:`source_rng` gives each source image its own random stream. Writing a data set's copies is
 the augment stage's (``blastcell.augment``).
@@ -44,6 +50,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage as ndi
 from skimage.transform import AffineTransform, warp
 
 from blastcell.params import AugmentParams, FillMode
@@ -58,6 +65,9 @@ __all__ = [
 ]
 
 _SKIMAGE_MODE = {"constant": "edge", "nearest": "edge", "reflect": "symmetric", "wrap": "edge"}
+SKIMAGE_SAMPLES = 2**20  # up to this many samples, scikit-image warps the image (32 MiB of copies)
+_BAND_SAMPLES = 2**16  # output samples `_warp_by_bands` computes at a time (512 KiB each
+# float64 temporary; a band is at least one row)
 
 
 @dataclass(frozen=True)
@@ -215,6 +225,8 @@ def apply_transform(
     """
     _check_image(image)
     matrix = transform_matrix(t, image.shape[:2])
+    if matrix is not None and image.size > SKIMAGE_SAMPLES:
+        return _warp_by_bands(image, matrix, t, fill_mode, cval)
     if matrix is None:
         out = image
     else:
@@ -228,6 +240,119 @@ def apply_transform(
     if t.flip_vertical:
         out = out[::-1]
     return np.array(out, dtype=np.uint8, copy=True, order="C")
+
+
+def _warp_by_bands(
+    image: np.ndarray, matrix: np.ndarray, t: Transform, fill_mode: str, cval: float
+) -> np.ndarray:
+    """`apply_transform`'s result (`matrix` not None), a band of output rows at a time: the
+    uint8 result and float64 bands of `_BAND_SAMPLES` in memory, not float64 copies of the
+    image."""
+    height, width = image.shape[:2]
+    planar = np.ascontiguousarray(image.reshape(height, width, -1))  # (H, W, C)
+    out = np.empty_like(planar)
+    target = out[::-1] if t.flip_vertical else out  # the flips: each band written where it lands
+    target = target[:, ::-1] if t.flip_horizontal else target
+    band_rows = max(1, _BAND_SAMPLES // planar[0].size)
+    cols = np.arange(width, dtype=np.float64)[np.newaxis, :]  # (1, W)
+    for first in range(0, height, band_rows):
+        rows = np.arange(first, min(first + band_rows, height), dtype=np.float64)[:, np.newaxis]
+        band = _warp_band(planar, matrix, rows, cols, fill_mode, cval)  # (B, W, C)
+        # Keras holds images as float32, so round from the float32 value it would produce.
+        target[first : first + len(rows)] = np.clip(np.rint(band.astype(np.float32)), 0, 255)
+    return out.reshape(image.shape)
+
+
+def _warp_band(
+    image: np.ndarray,
+    matrix: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    fill_mode: str,
+    cval: float,
+) -> np.ndarray:
+    """`_warp_channels`'s float64 values at output `rows` (B, 1) x `cols` (1, W) of a uint8
+    (H, W, C) image, bit for bit: (B, W, C).
+
+    Each output sample depends only on its own coordinates and the input, so the same
+    operations give the same bits: for constant, nearest and reflect, scikit-image's
+    `_warp_fast` (an affine matrix, order 1, one channel at a time), reproduced by `_bilinear`;
+    for wrap, `scipy.ndimage.map_coordinates` itself, on one uint8 channel at a time (it reads
+    samples as float64, and the 3-D call's channel coordinate weighs its terms by exactly 1
+    and 0).
+    """
+    height, width, channels = image.shape
+    src_rows, src_cols = _source_coords(matrix, rows, cols)  # (B, W)
+    if fill_mode == "wrap":
+        coords = np.stack([_scipy_wrap(src_rows, height), _scipy_wrap(src_cols, width)])
+        band = np.empty((*src_rows.shape, channels), np.float64)
+        for channel in range(channels):
+            ndi.map_coordinates(
+                image[..., channel],
+                coords,
+                output=band[..., channel],
+                order=1,
+                mode="nearest",
+                cval=0.0,
+                prefilter=False,
+            )
+        return band
+    skimage_matrix = AffineTransform(matrix=matrix).params.astype(np.float64)  # `warp`'s
+    band = _bilinear(image, skimage_matrix, rows, cols, _SKIMAGE_MODE[fill_mode])
+    if fill_mode == "constant":
+        outside = (
+            (src_rows < 0) | (src_rows > height - 1) | (src_cols < 0) | (src_cols > width - 1)
+        )
+        band[outside] = cval
+    return band
+
+
+def _bilinear(
+    image: np.ndarray, matrix: np.ndarray, rows: np.ndarray, cols: np.ndarray, mode: str
+) -> np.ndarray:
+    """scikit-image's `_warp_fast` with an affine `matrix` and order 1 at output (rows, cols)
+    of a uint8 (H, W, C) image, float64 (B, W, C), in its operation order: `matrix` maps
+    (x=col, y=row) as ``(m[0] * x + m[1] * y) + m[2]``, then `bilinear_interpolation` blends
+    the four neighbours that `get_pixel2d` reads (edge or symmetric). numpy rounds each
+    product and sum as the compiled loop does where it fuses no multiply-add (x86-64 wheels);
+    tests/test_transform.py compares the bits with scikit-image's wherever it runs."""
+    height, width, channels = image.shape
+    src_cols = (matrix[0, 0] * cols + matrix[0, 1] * rows) + matrix[0, 2]  # (B, W)
+    src_rows = (matrix[1, 0] * cols + matrix[1, 1] * rows) + matrix[1, 2]
+    min_r, min_c = np.floor(src_rows), np.floor(src_cols)
+    max_r, max_c = np.ceil(src_rows), np.ceil(src_cols)
+    # The weights repeated per channel (B, W, C): numpy is slow to broadcast a last axis.
+    dr, dc = (
+        np.repeat(d[..., np.newaxis], channels, axis=-1)
+        for d in (src_rows - min_r, src_cols - min_c)
+    )
+    r0, r1 = (_fold(r, height, mode) * width for r in (min_r, max_r))
+    c0, c1 = (_fold(c, width, mode) for c in (min_c, max_c))
+    flat = image.reshape(height * width, channels)
+
+    def at(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """The (B, W, C) uint8 samples at flat row offsets `row` and columns `col`."""
+        return np.take(flat, row + col, axis=0)
+
+    top = (1 - dc) * at(r0, c0) + dc * at(r0, c1)
+    bottom = (1 - dc) * at(r1, c0) + dc * at(r1, c1)
+    return (1 - dr) * top + dr * bottom
+
+
+def _fold(coord: np.ndarray, n: int, mode: str) -> np.ndarray:
+    """Integer-valued float coordinates to indices in ``0..n-1`` like scikit-image's
+    `coord_map`: ``edge`` clamps, ``symmetric`` mirrors (``b a | a b c d | d c``)."""
+    index = coord.astype(np.int64)
+    if mode == "edge":
+        return np.clip(index, 0, n - 1)
+    outside = (index < 0) | (index > n - 1)
+    if outside.any():
+        far = index[outside]
+        far = np.where(far < 0, -far - 1, far)  # from here on >= 0: C's / and % are // and %
+        index[outside] = np.where(
+            far > n - 1, np.where((far // n) % 2 != 0, n - 1 - far % n, far % n), far
+        )
+    return index
 
 
 def augment_image(
