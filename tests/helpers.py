@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from pipeline_repo import ROOT, TINY
 
-from blastcell import copied, keypoints, params, runner
+from blastcell import augmented, copied, keypoints, params, prepared, runner
 
 
 def write_params(path: Path, *overrides: str, tiny: bool = False) -> Path:
@@ -121,3 +121,16 @@ def sources(table: Path) -> set[str]:
 
 def contents(*folders: Path) -> dict[str, bytes]:
     return {f"{p.parent.name}/{p.name}": p.read_bytes() for f in folders for p in f.iterdir()}
+
+
+def random_prepared(folder: Path, size: int = 32) -> Path:
+    """A prepared folder of random images (24 train, 8 val, 8 test), as prepare writes it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    counts = {"train": 24, "val": 8, "test": 8}
+    for split, n in counts.items():
+        pixels = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        prepared.write_shards(folder, split, zip(pixels, np.arange(n) % 2, strict=True), n, 10)
+    source = augmented.Source("data/random", False, "0" * 64, 40, "stretch")
+    prepared.write_spec(folder, size, ["not_blast", "blast"], counts, source)
+    return folder

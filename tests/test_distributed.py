@@ -8,11 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from helpers import write_params
-
-from blastcell import augmented, prepared
+from helpers import random_prepared, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -28,21 +25,10 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _prepared(folder: Path, size: int) -> None:
-    """A prepared folder of random images, as the prepare stage writes it."""
-    rng = np.random.default_rng(0)
-    counts = {"train": 24, "val": 8, "test": 8}
-    for split, n in counts.items():
-        images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-        prepared.write_shards(folder, split, zip(images, np.arange(n) % 2, strict=True), n, 10)
-    source = augmented.Source("data/random", False, "0" * 64, 40, "stretch")
-    prepared.write_spec(folder, size, ["not_blast", "blast"], counts, source)
-
-
 def test_two_workers_train_to_completion_and_only_the_chief_writes(tmp_path):
     prepared = tmp_path / "prepared"
     prepared.mkdir()
-    _prepared(prepared, 32)
+    random_prepared(prepared, 32)
     params = write_params(
         tmp_path / "params.yaml",
         *("model.width=0.125", "model.dense_units=16", "train.epochs=2", "train.warmup_epochs=0"),

@@ -11,12 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from helpers import ROOT, run_stage, stage, write_params
+from helpers import ROOT, random_prepared, run_stage, stage, write_params
 
-from blastcell import augmented, files, prepared
+from blastcell import files
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -254,24 +253,11 @@ def test_the_validate_stage_sweeps_the_folders_of_every_output_of_the_pipelines(
 # Training: a tiny prepared folder of random images, and the train stage run in this process.
 
 
-def _prepared(folder: Path, size: int = 32) -> Path:
-    """A prepared folder of random images, as the prepare stage writes it."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    counts = {"train": 24, "val": 8, "test": 8}
-    for split, n in counts.items():
-        pixels = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-        prepared.write_shards(folder, split, zip(pixels, np.arange(n) % 2, strict=True), n, 10)
-    source = augmented.Source("data/random", False, "0" * 64, 40, "stretch")
-    prepared.write_spec(folder, size, ["not_blast", "blast"], counts, source)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A project folder where the train stage ran to the end on tiny data (3 epochs)."""
     folder = tmp_path_factory.mktemp("trained")
-    _prepared(folder / "data" / "prepared")
+    random_prepared(folder / "data" / "prepared")
     write_params(
         folder / "params.yaml",
         *("model.width=0.125", "model.dense_units=8", "train.epochs=3"),

@@ -142,6 +142,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _params_options(command: argparse.ArgumentParser, example: str, what: str = "") -> None:
+    """`--params FILE` and repeatable `--set KEY=VALUE` overrides, as `dvc exp run -S` takes."""
+    command.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file (default params.yaml)" + (f"; {what}" if what else ""),
+    )
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a param in DVC's dotted form, e.g. --set {example} (repeatable)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the `blastcell` command on `argv` (default: the process's); returns the exit status."""
     parser = argparse.ArgumentParser(prog="blastcell", description=__doc__)
@@ -150,14 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     command = commands.add_parser(
         "summary", help=summary_command.__doc__, description=summary_command.__doc__
     )
-    command.add_argument("--params", type=Path, default=Path("params.yaml"))
-    command.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a param in DVC's dotted form, e.g. --set model.width=1.0 (repeatable)",
-    )
+    _params_options(command, "model.width=1.0")
     command.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
     command.set_defaults(func=summary_command)
     command = commands.add_parser(
@@ -223,19 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "check", help=check_command.__doc__, description=check_command.__doc__
     )
     command.add_argument("folder", type=Path, metavar="FOLDER", help="the data folder to check")
-    command.add_argument(
-        "--params",
-        type=Path,
-        default=Path("params.yaml"),
-        help="its data.* settings (limits, squaring, group_by) are the ones checked",
-    )
-    command.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a param in DVC's dotted form, e.g. --set data.square=pad",
-    )
+    _params_options(command, "data.square=pad", "its data.* settings are the ones checked")
     command.set_defaults(func=check_command)
     command = commands.add_parser(
         "params", help=params_command.__doc__, description=params_command.__doc__
