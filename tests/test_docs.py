@@ -278,6 +278,15 @@ def test_the_layout_lists_the_library_module_of_every_stage():
     )
 
 
+def test_the_layout_names_every_library_module():
+    layout = read(PIPELINE_DOC).split("## Layout", 1)[1]
+    block = layout.split("src/blastcell/", 1)[1].split("data/  models/", 1)[0]
+    named = set(re.findall(r"\b([a-z_]+)\b", strip_remarks(block)))
+    modules = {p.stem for p in (ROOT / "src" / "blastcell").glob("*.py")}
+    modules -= {"__init__", "__main__"}
+    assert sorted(modules - named) == [], "docs/pipeline.md's layout leaves these modules out"
+
+
 def stage_list(text: str) -> list[str]:
     """The stages in a list like "validate, copies and evaluate's bootstrap"; items that do not
     start with a stage's name are left out only if they name `blastcell` commands."""

@@ -126,12 +126,20 @@ def test_printable_escapes_every_character_that_breaks_or_forges_a_line():
     assert printable("Ünïcödé name 細胞 (1).tif") == "Ünïcödé name 細胞 (1).tif"
 
 
+def _cell(path: Path, seed: int) -> None:
+    """A small distinct RGB image at `path` (its suffix picks the format)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (48, 48, 3), np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
 def test_a_file_name_with_a_newline_cannot_forge_a_log_line(tmp_path):
     """A stage's error naming a file whose name holds a newline and an escape is still one line."""
     data = tmp_path / "data"
-    for label in ("blast", "other"):
-        (data / label).mkdir(parents=True)
-        shutil.copy(ROOT / "data/synthetic/Im001_1.tif", data / label / "a.tif")
+    for seed, label in enumerate(("blast", "other")):
+        _cell(data / label / "a.tif", seed)
     (data / "blast" / "x\nstage: all good\x1b[2J.tif").write_bytes(b"not an image")
     path = write_params(tmp_path / "params.yaml", tiny=True)
     done = _stage_process(
@@ -322,12 +330,10 @@ def test_an_exact_duplicate_is_scored_once():
 
 def test_check_names_every_problem_before_dvc_add_and_writes_nothing(tmp_path, capsys):
     data = tmp_path / "cells"
-    for label, names in [("blast", ["Im001_1", "Im002_1"]), ("other", ["Im131_0", "Im132_0"])]:
-        (data / label).mkdir(parents=True)
-        for name in names:
-            shutil.copy(ROOT / f"data/synthetic/{name}.tif", data / label / f"{name}.tif")
+    for seed, name in enumerate(["blast/1.tif", "blast/2.tif", "other/3.tif", "other/4.tif"]):
+        _cell(data / name, seed)
     outside = tmp_path / "private.tif"
-    shutil.copy(ROOT / "data/synthetic/Im003_1.tif", outside)
+    _cell(outside, 9)
     (data / "other" / "link.tif").symlink_to(outside)
     (data / "other" / "bad\nname.tif").write_bytes(b"x")
     before = sorted(p.name for p in tmp_path.rglob("*"))
