@@ -306,6 +306,16 @@ def test_check_writable_leaves_nothing_and_names_the_folder(tmp_path):
     assert runner.describe(err.value).startswith(str(tmp_path / "file"))
 
 
+def test_predict_to_a_folder_it_cannot_write_is_one_line_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    output = tmp_path / "file" / "predictions.csv"
+    status = cli.main(["predict", str(tmp_path), "--model", str(tmp_path / "none.keras"),
+                       "--output", str(output)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err == f"blastcell: {tmp_path / 'file'}: File exists\n"  # not the missing model
+
+
 # --- an exact duplicate in the test set ----------------------------------------------------------
 
 

@@ -10,7 +10,8 @@ import typing
 from pathlib import Path
 
 from blastcell import __version__, ingest, params, progress
-from blastcell.files import DataError, printable
+from blastcell.files import DataError, check_writable, printable
+from blastcell.runner import describe
 
 
 def _error(message: str) -> None:
@@ -33,6 +34,7 @@ def predict_command(args: argparse.Namespace) -> int:
     """Classify image files and folders with a trained model; write a CSV or JSON table."""
     from blastcell import predict
 
+    check_writable(args.output)  # a read-only or full disk shows now, not after every image
     try:
         classes_path = args.classes or args.model.parent / "classes.json"
         net, classes, learned = predict.load(args.model, classes_path)
@@ -257,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`blastcell params | head`): not an error
         sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - flushed at exit, silently
         return 0
+    except OSError as err:  # a full or read-only disk, a missing permission: one line
+        _error(describe(err))
+        return 1
 
 
 if __name__ == "__main__":
