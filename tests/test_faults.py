@@ -21,7 +21,7 @@ from helpers import ROOT, run_stage, stage, write_params
 
 from blastcell import DEFAULT_CLASSES, cli, params, prepare, runner
 from blastcell.augmented import Record
-from blastcell.files import check_writable, printable
+from blastcell.files import check_writable, describe, printable
 
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
@@ -303,7 +303,7 @@ def test_check_writable_leaves_nothing_and_names_the_folder(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(OSError, match="File exists") as err:
         check_writable(tmp_path / "file" / "x.json")
-    assert runner.describe(err.value).startswith(str(tmp_path / "file"))
+    assert describe(err.value).startswith(str(tmp_path / "file"))
 
 
 def test_predict_to_a_folder_it_cannot_write_is_one_line_before_any_work(tmp_path, capsys):

@@ -7,16 +7,17 @@ import os
 import sys
 import textwrap
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 from blastcell import __version__, ingest, params, progress
-from blastcell.files import DataError, check_writable, printable
-from blastcell.runner import describe
+from blastcell.files import DataError, check_writable, describe, printable
 
 
-def _error(message: str) -> None:
-    """Print `message` to standard error as one line, `blastcell: <message>`."""
-    print(printable(f"blastcell: {message}"), file=sys.stderr)
+def _error(message: str, write: Callable[..., object] = print) -> None:
+    """Print `message` to standard error as one line, `blastcell: <message>` (with `write`,
+    e.g. a progress bar's, which prints above the bar)."""
+    write(printable(f"blastcell: {message}"), file=sys.stderr)
 
 
 def summary_command(args: argparse.Namespace) -> int:
@@ -49,9 +50,7 @@ def predict_command(args: argparse.Namespace) -> int:
     with progress.bar(sum(not item.error for item in inputs), "predict") as bar:
 
         def failed(message: str) -> None:
-            bar.write(
-                printable(f"blastcell: {message}"), file=sys.stderr
-            )  # above the bar, if drawn
+            _error(message, bar.write)  # above the bar, if one is drawn
 
         decoding = predict.Decoding(args.max_image_pixels, args.min_image_side, square)
         results = predict.predict(
@@ -93,7 +92,7 @@ def check_command(args: argparse.Namespace) -> int:
             for _ in ingest.load(listing, report, every):
                 bar.update(1)
         except DataError as err:  # the same pixels under two classes, a class left empty
-            bar.write(printable(f"blastcell: {err}"), file=sys.stderr)
+            _error(str(err), bar.write)
             problems += 1
     for row in report.manifest():
         if row[2] == "skipped":

@@ -241,6 +241,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+_UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp"}  # controls, format (bidi overrides), line breaks
+
+
 def printable(text: object) -> str:
     """`text` with every control character escaped (`\\n`, `\\x1b`, `\\u2028`, ...), so that a
     file name printed in a one-line message or log line cannot break the line or forge another.
@@ -251,9 +254,6 @@ def printable(text: object) -> str:
         else c
         for c in str(text)
     )
-
-
-_UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp"}  # controls, format (bidi overrides), line breaks
 
 
 def check_writable(path: Path, *, into: bool = False) -> None:
@@ -269,7 +269,8 @@ def check_writable(path: Path, *, into: bool = False) -> None:
     missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=folder)
+        prefix, suffix = _affixes(path.name)  # a kill here leaves what the sweep finds
+        fd, name = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=folder)
         try:
             os.write(fd, b"\0")
             os.fsync(fd)
@@ -282,3 +283,10 @@ def check_writable(path: Path, *, into: bool = False) -> None:
         for created in missing:  # deepest first
             with contextlib.suppress(OSError):
                 created.rmdir()
+
+
+def describe(err: OSError) -> str:
+    """One line for a file-system error: the path and the cause, e.g. 'models: Read-only file
+    system' or 'models/model.keras: No space left on device' (callers escape it, `printable`)."""
+    cause = err.strerror or str(err)
+    return f"{err.filename}: {cause}" if err.filename is not None else cause

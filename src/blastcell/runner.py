@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from blastcell import instrument, lifetime
-from blastcell.files import DataError, check_writable, printable
+from blastcell.files import DataError, check_writable, describe, printable
 from blastcell.params import ParamsError, load
 
 DEBUG_ENV = "BLASTCELL_DEBUG"
@@ -106,13 +106,6 @@ def check_outputs(stage: Stage, args: dict[str, object]) -> None:
     for name, (hint, _) in arguments(stage).items():
         if hint in (Output, OutputFolder) and args[name] is not None:
             check_writable(args[name], into=hint == OutputFolder)
-
-
-def describe(err: OSError) -> str:
-    """One line for a file-system error: the path and the cause, e.g. 'models: Read-only file
-    system' or 'models/model.keras: No space left on device'."""
-    cause = err.strerror or str(err)
-    return f"{printable(err.filename)}: {cause}" if err.filename is not None else cause
 
 
 def invoke(stage: Stage, argv: Sequence[str] | None = None) -> str:
