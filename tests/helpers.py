@@ -103,15 +103,27 @@ def augment_args(data: Path, folder: Path) -> list[str]:
     ]
 
 
-def run_data_stages(folder: Path, params: Path) -> tuple[Path, Path]:
-    """Run synthesize, copies, augment and prepare into `folder`; return the last two's
-    outputs."""
-    synth, aug, prep = folder / "synthetic", folder / "augmented", folder / "prepared"
+def run_source_stages(folder: Path, params: Path) -> Path:
+    """Run synthesize, copies and augment into `folder`; return augment's output."""
+    synth = folder / "synthetic"
     run_stage("synthesize", ["--params", str(params), "--output", str(synth)])
     run_stage("copies", ["--params", str(params), *copies_args(synth, folder)])
     run_stage("augment", ["--params", str(params), *augment_args(synth, folder)])
+    return folder / "augmented"
+
+
+def run_prepare(folder: Path, params: Path, aug: Path) -> Path:
+    """Run prepare on augment's output `aug`, into `folder`; return its output."""
+    prep = folder / "prepared"
     run_stage("prepare", ["--params", str(params), "--input", str(aug), "--output", str(prep)])
-    return aug, prep
+    return prep
+
+
+def run_data_stages(folder: Path, params: Path) -> tuple[Path, Path]:
+    """Run synthesize, copies, augment and prepare into `folder`; return the last two's
+    outputs."""
+    aug = run_source_stages(folder, params)
+    return aug, run_prepare(folder, params, aug)
 
 
 def sources(table: Path) -> set[str]:

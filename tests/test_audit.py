@@ -13,7 +13,7 @@ import pytest
 import scipy.ndimage
 import scipy.sparse
 import skimage.data
-from helpers import run_data_stages, run_stage, write_params
+from helpers import run_prepare, run_source_stages, run_stage, write_params
 
 from blastcell import audit, images, keypoints
 from blastcell.params import load
@@ -193,17 +193,27 @@ def test_a_test_image_is_matched_mirrored_only_when_the_augmentation_flips():
         np.testing.assert_array_equal(views[-1], image[:, ::-1] if n == 2 else image)
 
 
-def _tiny_params(tmp_path: Path, split: str) -> Path:
+def _tiny_params(folder: Path, split: str) -> Path:
     synthesize = ["synthesize.n_blast=8", "synthesize.n_not_blast=8", "synthesize.image_size=128"]
     # the audit's own params, at any size
     prepare = ["prepare.image_size=64", f"prepare.split={split}"]
-    return write_params(tmp_path / "params.yaml", *synthesize, *prepare, tiny=True)
+    return write_params(folder / "params.yaml", *synthesize, *prepare, tiny=True)
 
 
-def run_audit(tmp_path: Path, split: str) -> tuple[dict, list[dict[str, str]]]:
-    """The data stages and the audit on tiny data; the audit's full report and CSV rows."""
+@pytest.fixture(scope="module")
+def augmented_set(tmp_path_factory) -> tuple[Path, Path]:
+    """Synthesize, copies and augment, run once for both splits (they read no prepare.*):
+    their folder and augment's output."""
+    folder = tmp_path_factory.mktemp("sources")
+    return folder, run_source_stages(folder, _tiny_params(folder, "source"))
+
+
+def run_audit(augmented_set, tmp_path: Path, split: str) -> tuple[dict, list[dict[str, str]]]:
+    """Prepare with `split` and the audit, on the tiny augmented set; the audit's full report
+    and CSV rows."""
+    sources, aug = augmented_set
     params = _tiny_params(tmp_path, split)
-    _, prepared = run_data_stages(tmp_path, params)
+    prepared = run_prepare(tmp_path, params, aug)
     metrics, table = tmp_path / "audit_metrics.json", tmp_path / "audit" / "nearest.csv"
     report = tmp_path / "audit.json"
     run_stage(
@@ -214,7 +224,7 @@ def run_audit(tmp_path: Path, split: str) -> tuple[dict, list[dict[str, str]]]:
             "--data",
             str(prepared),
             "--copies",
-            str(tmp_path / "copies"),
+            str(sources / "copies"),
             "--metrics",
             str(metrics),
             "--report",
@@ -229,8 +239,8 @@ def run_audit(tmp_path: Path, split: str) -> tuple[dict, list[dict[str, str]]]:
         return full, list(csv.DictReader(f))
 
 
-def test_the_audit_finds_no_near_duplicates_in_the_source_split(tmp_path):
-    metrics, rows = run_audit(tmp_path, "source")
+def test_the_audit_finds_no_near_duplicates_in_the_source_split(augmented_set, tmp_path):
+    metrics, rows = run_audit(augmented_set, tmp_path, "source")
     assert metrics["test_images"] == len(rows) == 4  # 2 originals per class
     assert metrics["source_in_train"] == 0
     assert metrics["near_duplicates"] == 0
@@ -242,8 +252,8 @@ def test_the_audit_finds_no_near_duplicates_in_the_source_split(tmp_path):
     assert metrics["candidates"] == AUDIT.candidates
 
 
-def test_the_audit_flags_the_leaked_copies_of_the_random_split(tmp_path):
-    metrics, rows = run_audit(tmp_path, "random")
+def test_the_audit_flags_the_leaked_copies_of_the_random_split(augmented_set, tmp_path):
+    metrics, rows = run_audit(augmented_set, tmp_path, "random")
     assert list(rows[0]) == [
         "test_file",
         "train_file",

@@ -85,6 +85,7 @@ def test_a_folder_with_every_awkward_character_works_as_data_dir(tmp_path, monke
         *(f"{section}.workers=1" for section in ("synthesize", "copies", "augment")),
         "synthesize.n_blast=4",
         "synthesize.n_not_blast=4",
+        "copies.keypoints=32",
     )
     monkeypatch.chdir(tmp_path / "repo")
     run_stage("synthesize", ["--params", "params.yaml", "--output", AWKWARD])
@@ -135,6 +136,7 @@ def _cell(path: Path, seed: int) -> None:
     Image.fromarray(pixels).save(path)
 
 
+@pytest.mark.slow  # the stage as its own process (the runner's escaping: the next test)
 def test_a_file_name_with_a_newline_cannot_forge_a_log_line(tmp_path):
     """A stage's error naming a file whose name holds a newline and an escape is still one line."""
     data = tmp_path / "data"

@@ -38,6 +38,7 @@ def _over_small(runs: dict[str, tuple[float, float]]) -> dict[str, float]:
 
 
 @LINUX
+@pytest.mark.slow  # three augment processes, one reading a 6300 px image
 def test_the_augment_stage_reads_the_largest_image_in_a_few_times_its_rgb_size(inputs, tmp_path):
     # one worker, no copies: the copies' memory is blastcell.transform's, not decoding's
     runs = {

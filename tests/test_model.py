@@ -213,6 +213,7 @@ def test_summary_command_rejects_bad_override(capsys):
     assert "'model.dropout'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two processes of their own, one importing TensorFlow
 def test_the_command_prints_its_version_and_starts_quietly():
     declared = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)
     shown = subprocess.run(

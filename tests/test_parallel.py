@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pool import WORKER_MODULES
 
 from blastcell import parallel
 
@@ -128,7 +129,12 @@ def test_stopping_early_shuts_the_pool_down(tmp_path):
     assert multiprocessing.active_children() == []
 
 
-@pytest.mark.parametrize("module", ["blastcell.augment", "blastcell.synthesize"])
+def test_the_worker_modules_are_found():
+    # the forkserver of each test process preloads them (conftest); the library maps in three
+    assert {"blastcell.augment", "blastcell.copies", "blastcell.synthesize"} <= set(WORKER_MODULES)
+
+
+@pytest.mark.parametrize("module", WORKER_MODULES)
 def test_the_modules_workers_import_load_no_matplotlib(module):
     # Worker processes import these (forkserver preload): they must stay light.
     code = f"import sys, {module}; print('matplotlib' in sys.modules)"

@@ -13,6 +13,7 @@ from helpers import (
     contents,
     edit_params,
     run_data_stages,
+    run_prepare,
     run_stage,
     sources,
     write_params,
@@ -22,22 +23,33 @@ from blastcell import images, prepared
 from blastcell.files import DataError
 from blastcell.params import ParamsError
 
+SMALL = ["synthesize.n_blast=6", "synthesize.n_not_blast=6", "synthesize.image_size=48"]
+
 
 @pytest.fixture
 def params(tmp_path) -> Path:
-    overrides = ["synthesize.n_blast=6", "synthesize.n_not_blast=6", "synthesize.image_size=48"]
-    return write_params(tmp_path / "params.yaml", *overrides, "augment.copies=1", tiny=True)
+    return write_params(tmp_path / "params.yaml", *SMALL, "augment.copies=1", tiny=True)
 
 
-def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
-    aug, prep = run_data_stages(tmp_path, params)
-    first = contents(aug, prep)
-    names = sorted(p.name for p in (tmp_path / "synthetic").iterdir())
+@pytest.fixture(scope="module")
+def chained(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """The data stages run once on 12 synthetic cells: their folder, params, and prepare's
+    output (source split). Tests read it; a test that runs a stage writes in its own folder."""
+    folder = tmp_path_factory.mktemp("chained")
+    params = write_params(folder / "params.yaml", *SMALL, "augment.copies=1", tiny=True)
+    return folder, params, run_data_stages(folder, params)[1]
+
+
+def test_data_stages_chain_and_are_byte_reproducible(chained):
+    folder, params, prep = chained
+    aug = folder / "augmented"
+    names = sorted(p.name for p in (folder / "synthetic").iterdir())
     assert names[:2] == [".blastcell-synthetic", "Im001_1.tif"]  # the marker: synthetic cells
-    assert (tmp_path / "p.png").stat().st_size > 0
+    assert (folder / "p.png").stat().st_size > 0
     assert len(list(aug.glob("*.png"))) == 24  # 12 originals + 1 copy each
 
-    assert contents(*run_data_stages(tmp_path, params)) == first
+    first = contents(aug, prep)
+    assert contents(*run_data_stages(folder, params)) == first  # run again: the same bytes
 
     spec = prepared.read_spec(prep)
     assert spec.image_size == 32
@@ -50,9 +62,11 @@ def test_data_stages_chain_and_are_byte_reproducible(tmp_path, params):
     assert not sources(prep / "train.csv") & sources(prep / "test.csv")
 
 
-def test_random_split_reproduces_the_seeds_leak(tmp_path, params):
-    edit_params(params, "prepare.split=random")
-    _, prep = run_data_stages(tmp_path, params)
+def test_random_split_reproduces_the_seeds_leak(chained, tmp_path):
+    folder = chained[0]
+    random = write_params(tmp_path / "params.yaml", *SMALL, "augment.copies=1", tiny=True)
+    edit_params(random, "prepare.split=random")
+    prep = run_prepare(tmp_path, random, folder / "augmented")
     assert (prep / "test.csv").read_bytes() == (prep / "val.csv").read_bytes()
     assert prepared.read_spec(prep).images["train"] == round(24 * 1020 / 1268)
     for val, test in zip(prepared.find(prep, "val"), prepared.find(prep, "test"), strict=True):
@@ -172,14 +186,15 @@ def test_a_data_error_is_one_line_and_a_bug_keeps_its_traceback(tmp_path, params
     assert result.stderr.rstrip().endswith("does not exist or is not a folder")
 
 
-def test_a_tensorflow_stage_starts_quietly(tmp_path, params):
+@pytest.mark.slow  # a process of its own, importing TensorFlow
+def test_a_tensorflow_stage_starts_quietly(chained, tmp_path):
     """No TensorFlow start-up lines (oneDNN, CUDA, CPU hints) reach a stage's output."""
     import subprocess
     import sys
 
-    _, prep = run_data_stages(tmp_path, params)
+    folder, params, prep = chained
     args = [sys.executable, str(ROOT / "stages" / "audit.py"), "--params", str(params)]
-    args += ["--data", str(prep), "--copies", str(tmp_path / "copies")]
+    args += ["--data", str(prep), "--copies", str(folder / "copies")]
     args += ["--metrics", str(tmp_path / "a.json")]
     args += ["--report", str(tmp_path / "r.json"), "--nearest", str(tmp_path / "n.csv")]
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}

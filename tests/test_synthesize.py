@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import write_params
+from pool import fail_on_fourth, write_with_pid
 from pydantic import ValidationError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -372,18 +373,6 @@ def test_other_bad_arguments(tmp_path):
 
 
 # ----------------------------------------------------------------------------- writing
-
-
-def write_with_pid(path: Path, image: np.ndarray) -> None:
-    """Write the image and, beside it, the id of the process that wrote it."""
-    images.write(path, image)
-    path.with_suffix(".pid").write_text(str(os.getpid()))
-
-
-def fail_on_fourth(path: Path, image: np.ndarray) -> None:
-    if path.name.startswith("Im004_"):
-        raise OSError("disk full")
-    images.write(path, image)
 
 
 def test_write_dataset_does_not_depend_on_workers(tmp_path):

@@ -127,7 +127,9 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
     import keras
 
     folder = tmp_path_factory.mktemp("traced")
-    write_params(folder / "params.yaml", "train.precision=float32", tiny=True)
+    smaller = ["synthesize.n_blast=6", "synthesize.n_not_blast=6", "synthesize.image_size=48"]
+    smaller += ["augment.copies=1", "copies.workers=1"]  # quicker
+    write_params(folder / "params.yaml", "train.precision=float32", *smaller, tiny=True)
     settings = yaml.safe_load((folder / "params.yaml").read_text())
     trace = folder / "trace.jsonl"
     stages = {n: s for n, s in PIPELINE.items() if "foreach" not in s}  # external: none set
