@@ -52,7 +52,7 @@ from blastcell.params import Params, load
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW, EXPORT = 64, 224  # photograph windows, and the size they are stored at
-QUICK = {"seeds": 1, "scale": 4}
+QUICK = {"seeds": 1, "scale": 2}
 FULL = {"seeds": 16, "scale": 200}
 SCALES = (1, 4, 16)
 PLANTED_SHARE = 0.05  # of the scale runs' sources, with a copy
