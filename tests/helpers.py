@@ -11,6 +11,15 @@ from pipeline_repo import ROOT, TINY
 
 from blastcell import augmented, copied, keypoints, params, prepared, runner
 
+# Smaller than the tiny params, for in-process runs of the data stages: 12 cells of 48 px, one
+# augmented copy each
+SMALL = [
+    "synthesize.n_blast=6",
+    "synthesize.n_not_blast=6",
+    "synthesize.image_size=48",
+    "augment.copies=1",
+]
+
 
 def write_params(path: Path, *overrides: str, tiny: bool = False) -> Path:
     """params.yaml with `section.key=value` overrides (over the tiny params of tests/tiny.yaml

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from helpers import (
     ROOT,
+    SMALL,
     augment_args,
     contents,
     edit_params,
@@ -23,12 +24,10 @@ from blastcell import images, prepared
 from blastcell.files import DataError
 from blastcell.params import ParamsError
 
-SMALL = ["synthesize.n_blast=6", "synthesize.n_not_blast=6", "synthesize.image_size=48"]
-
 
 @pytest.fixture
 def params(tmp_path) -> Path:
-    return write_params(tmp_path / "params.yaml", *SMALL, "augment.copies=1", tiny=True)
+    return write_params(tmp_path / "params.yaml", *SMALL, tiny=True)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ def chained(tmp_path_factory) -> tuple[Path, Path, Path]:
     """The data stages run once on 12 synthetic cells: their folder, params, and prepare's
     output (source split). Tests read it; a test that runs a stage writes in its own folder."""
     folder = tmp_path_factory.mktemp("chained")
-    params = write_params(folder / "params.yaml", *SMALL, "augment.copies=1", tiny=True)
+    params = write_params(folder / "params.yaml", *SMALL, tiny=True)
     return folder, params, run_data_stages(folder, params)[1]
 
 
@@ -64,8 +63,7 @@ def test_data_stages_chain_and_are_byte_reproducible(chained):
 
 def test_random_split_reproduces_the_seeds_leak(chained, tmp_path):
     folder = chained[0]
-    random = write_params(tmp_path / "params.yaml", *SMALL, "augment.copies=1", tiny=True)
-    edit_params(random, "prepare.split=random")
+    random = write_params(tmp_path / "params.yaml", *SMALL, "prepare.split=random", tiny=True)
     prep = run_prepare(tmp_path, random, folder / "augmented")
     assert (prep / "test.csv").read_bytes() == (prep / "val.csv").read_bytes()
     assert prepared.read_spec(prep).images["train"] == round(24 * 1020 / 1268)

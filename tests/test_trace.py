@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT, declared_params, run_stage, write_params
+from helpers import ROOT, SMALL, declared_params, run_stage, write_params
 
 from blastcell import instrument
 
@@ -127,9 +127,8 @@ def reads(tmp_path_factory) -> dict[str, set[str]]:
     import keras
 
     folder = tmp_path_factory.mktemp("traced")
-    smaller = ["synthesize.n_blast=6", "synthesize.n_not_blast=6", "synthesize.image_size=48"]
-    smaller += ["augment.copies=1", "copies.workers=1"]  # quicker
-    write_params(folder / "params.yaml", "train.precision=float32", *smaller, tiny=True)
+    quicker = [*SMALL, "copies.workers=1", "train.precision=float32"]
+    write_params(folder / "params.yaml", *quicker, tiny=True)
     settings = yaml.safe_load((folder / "params.yaml").read_text())
     trace = folder / "trace.jsonl"
     stages = {n: s for n, s in PIPELINE.items() if "foreach" not in s}  # external: none set
