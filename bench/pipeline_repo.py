@@ -29,7 +29,7 @@ TINY = [
     for key, value in values.items()
 ]
 TAIL_LINES = 40
-PIPELINE = ["dvc.yaml", "params.yaml", ".gitignore", "stages", "src"]
+PIPELINE = ["dvc.yaml", "params.yaml", ".gitignore", "stages", "src", "weights"]
 DVC_SETTINGS = [".dvc/plots", ".dvc/config"]  # the plot templates and offline page, the config
 IGNORED = shutil.ignore_patterns("__pycache__", "*.egg-info")
 

@@ -386,7 +386,9 @@ def main() -> None:
     results = json.loads(args.output.read_text()) if args.output.is_file() else {}
     for run in results.get("runs", {}).values():  # runs recorded before runs named their machine
         run.setdefault("machine", results["machine"])
-    machine = describe()  # the figures' machine, flags included, recorded with every run
+    # The figures' machine, flags included, recorded with every run; --quick checks that the
+    # benchmarks run and skips the GPU check, which imports TensorFlow (seconds per run).
+    machine = describe(gpu=not args.quick)
     for name in chosen:
         print(f"== {name} (bench/{BENCHMARKS[name]}.py) ==", flush=True)
         start = time.perf_counter()

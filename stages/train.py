@@ -1,7 +1,9 @@
 """Stage train: build the model from params and train it with the recipe the params describe.
 
 Params: base.seed, model.*, train.*. Input: the prepare stage's folder, streamed from its
-TFRecord shards (memory holds the shuffle buffer and a few batches, not the data set).
+TFRecord shards (memory holds the shuffle buffer and a few batches, not the data set), and the
+file in weights/ that `model.weights` names, if any (ImageNet's, checked by Keras's MD5; a
+backbone's; an earlier model's).
 Outputs: the best-validation model (`.keras`, takes raw uint8 pixels; its bytes depend only on
 the weights) with `classes.json` (its output order) beside it; JSON metrics (the best epoch,
 1-based, and the epochs run); a JSON report of the best epoch (its losses and accuracies, the

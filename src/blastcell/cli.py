@@ -10,7 +10,7 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from blastcell import __version__, ingest, params, progress
+from blastcell import __version__, backbones, ingest, params, progress
 from blastcell.files import DataError, check_writable, describe, printable
 
 
@@ -26,8 +26,21 @@ def summary_command(args: argparse.Namespace) -> int:
     from blastcell import model  # TensorFlow: seconds, so only for the commands that use it
 
     net = model.build(settings.model, settings.prepare.image_size, args.classes)
-    net.summary(print_fn=lambda line, **_: print(line))
+    if settings.model.architecture in backbones.BACKBONES:
+        print("\n".join(model.backbone_summary(net)))
+    else:
+        net.summary(print_fn=lambda line, **_: print(line))
     print(f"total params: {net.count_params()}")
+    return 0
+
+
+def weights_command(args: argparse.Namespace) -> int:
+    """Print where each backbone's ImageNet weights come from (`model.weights: imagenet`): the
+    file Keras publishes, its MD5, and the command that brings it into weights/, DVC-tracked."""
+    for name in [args.architecture] if args.architecture else backbones.BACKBONES:
+        backbone = backbones.BACKBONES[name]
+        print(f"{name}: {backbone.weights_path} (MD5 {backbone.md5})")
+        print(f"  {backbone.fetch_command()}")
     return 0
 
 
@@ -230,6 +243,17 @@ def main(argv: list[str] | None = None) -> int:
         f"from training_data.json beside it, else {ingest.SQUARE})",
     )
     command.set_defaults(func=predict_command)
+    command = commands.add_parser(
+        "weights", help=weights_command.__doc__, description=weights_command.__doc__
+    )
+    command.add_argument(
+        "architecture",
+        nargs="?",
+        choices=list(backbones.BACKBONES),
+        metavar="ARCHITECTURE",
+        help=f"the backbone to show (default all: {', '.join(backbones.BACKBONES)})",
+    )
+    command.set_defaults(func=weights_command)
     command = commands.add_parser(
         "check", help=check_command.__doc__, description=check_command.__doc__
     )

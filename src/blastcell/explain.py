@@ -67,11 +67,16 @@ def feature_layers(net: keras.Model) -> list[str]:
 
 
 def last_conv_layer(net: keras.Model) -> str:
-    """The last Conv2D's activation layer (the ReLU directly after it, or after its batch
-    normalisation), else the Conv2D itself."""
+    """The activation whose maps the head pools (a backbone's last: ResNet50V2's follows a
+    residual sum, not a convolution), else the last Conv2D's activation layer (the ReLU directly
+    after it, or after its batch normalisation), else the Conv2D itself."""
     convs = [i for i, layer in enumerate(net.layers) if isinstance(layer, keras.layers.Conv2D)]
     if not convs:
         raise ValueError(f"model '{net.name}' has no Conv2D layer: Grad-CAM needs one")
+    pools = [p for p in net.layers if isinstance(p, keras.layers.GlobalAveragePooling2D)]
+    for layer in net.layers[convs[-1] + 1 :] if pools else ():
+        if isinstance(layer, _ACTIVATIONS) and _is_4d(layer) and layer.output is pools[-1].input:
+            return layer.name
     source = net.layers[convs[-1]]
     for after in net.layers[convs[-1] + 1 : convs[-1] + 3]:
         if not (_is_4d(after) and after.input is source.output):

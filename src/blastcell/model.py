@@ -1,11 +1,13 @@
-"""Build the classifier described by the `model` params: the seed CNN (block by block) or AlexNet.
+"""Build the classifier described by the `model` params: the seed CNN (block by block), AlexNet,
+or a Keras Applications backbone (`blastcell.backbones`) under the seed's head; start it from
+the weights `model.weights` names (`initialised`).
 
 `save` writes a model reproducibly; `load` reads a trained one back, checked against its use.
 
 Models take raw uint8-range RGB pixels; scaling them (`model.input_scaling`: to [0, 1], to
 [-1, 1], or per channel to mean 0 and variance 1 by the training images' statistics, kept in the
-model as constants) is the model's first layer, so a saved model can be used on images straight
-from disk.
+model as constants; a backbone scales them as it was trained to, whatever `input_scaling` says)
+is the model's first layer, so a saved model can be used on images straight from disk.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blastcell import backbones
 from blastcell.augmented import Source
 from blastcell.files import DataError, atomic_file, scratch_file
 from blastcell.params import Block, ModelParams, ParamsError
@@ -171,13 +174,177 @@ def alexnet(
     return keras.Model(inputs, outputs, name="alexnet")
 
 
+BACKBONE_MIN_SIZE = 32  # Keras Applications' smallest input without the ImageNet classifier
+
+
+def backbone_net(
+    params: ModelParams,
+    image_size: int,
+    n_classes: int,
+    stats: InputStats | None = None,
+    weights: Path | None = None,
+) -> keras.Model:
+    """A Keras Applications backbone (`backbones.BACKBONES`) under the seed's head: global
+    average pooling, dense (`model.dense_units`, ReLU), dropout (`model.dropout`), softmax.
+    The backbone scales the pixels itself (`stats` are not used); `weights` is a file of its
+    weights in Keras's format (.h5), loaded into it."""
+    if image_size < BACKBONE_MIN_SIZE:
+        raise ParamsError(
+            f"params: model.architecture {params.architecture!r} needs prepare.image_size >= "
+            f"{BACKBONE_MIN_SIZE}, got {image_size}"
+        )
+    inputs = keras.Input(shape=(image_size, image_size, 3))
+    backbone = backbones.BACKBONES[params.architecture]
+    try:
+        features = backbone.build(inputs, weights)
+    except (ValueError, OSError) as err:  # Keras's mismatch of layers or shapes, an h5 error
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(
+            f"{weights}: not {params.architecture}'s weights in Keras's format: {reason}"
+        ) from err
+    x = layers.GlobalAveragePooling2D(name="head_pool")(features)
+    x = layers.Dense(params.dense_units, activation="relu", name="head_dense")(x)
+    x = layers.Dropout(params.dropout, name="head_dropout")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="head_output")(x)
+    return keras.Model(inputs, outputs, name=params.architecture)
+
+
 def build(
     params: ModelParams, image_size: int, n_classes: int, stats: InputStats | None = None
 ) -> keras.Model:
-    """The model that the `model` params describe, for square RGB inputs of `image_size`;
-    `stats` are the training images' (see `input_stats`), used by `input_scaling: standardize`."""
+    """The model that the `model` params describe, for square RGB inputs of `image_size`,
+    with random weights; `stats` are the training images' (see `input_stats`), used by
+    `input_scaling: standardize`."""
     builders = {"seed_cnn": seed_cnn, "alexnet": alexnet}
-    return builders[params.architecture](params, image_size, n_classes, stats)
+    return builders.get(params.architecture, backbone_net)(params, image_size, n_classes, stats)
+
+
+HEAD = ("head_pool", "head_dense", "head_dropout", "head_output")  # backbone_net's own layers
+
+
+def backbone_summary(net: keras.Model) -> list[str]:
+    """A backbone model in a few lines (Keras's summary lists its hundreds of layers): the
+    input, the backbone as one row, each layer of the head, the parameters."""
+    backbone = backbones.BACKBONES[net.name]
+    inner = [layer for layer in net.layers[1:] if layer.name not in HEAD]
+    rows = [
+        ("input", "raw uint8-range RGB", net.input_shape, 0),
+        (
+            f"{backbone.constructor} ({len(inner)} layers)",
+            backbone.scaling,
+            inner[-1].output.shape,
+            sum(layer.count_params() for layer in inner),
+        ),
+        *(
+            (
+                name,
+                type(net.get_layer(name)).__name__,
+                net.get_layer(name).output.shape,
+                net.get_layer(name).count_params(),
+            )
+            for name in HEAD
+        ),
+    ]
+    lines = [f'Model: "{net.name}"', f"{'layer':<30} {'kind':<66} {'output':<20} {'params':>11}"]
+    lines += [f"{a:<30} {b:<66} {tuple(c)!s:<20} {d:>11,}" for a, b, c, d in rows]
+    return lines
+
+
+@dataclass(frozen=True)
+class Start:
+    """What training started from (`model.weights`): the file read, its MD5, and the layers
+    with weights that it set and that it left random (a warm start's output layer, rebuilt
+    when the earlier model scored another number of classes)."""
+
+    weights: str  # the param's value
+    file: str | None = None
+    md5: str | None = None
+    loaded: int = 0  # layers with weights set from the file
+    rebuilt: tuple[str, ...] = ()
+
+    def report(self) -> dict[str, object]:
+        """train's report of it: the param, and what was loaded from where."""
+        return {
+            "weights": self.weights,
+            "weights_file": self.file,
+            "weights_md5": self.md5,
+            "layers_loaded": self.loaded,
+            "layers_rebuilt": list(self.rebuilt),
+        }
+
+    def describe(self) -> str:
+        """A phrase for train's line: where training started."""
+        if self.file is None:
+            return "random weights"
+        rebuilt = f"; {', '.join(self.rebuilt)} rebuilt" if self.rebuilt else ""
+        return f"weights from {self.file} ({self.loaded} layers{rebuilt})"
+
+
+def _weighted(net: keras.Model) -> list[keras.layers.Layer]:
+    return [layer for layer in net.layers if layer.weights]
+
+
+def warm_start(net: keras.Model, path: Path) -> tuple[int, tuple[str, ...]]:
+    """Set `net`'s weights from the earlier blastcell model at `path`, layer by layer in order:
+    (layers set, output layers left random). The architectures must match (name, layers with
+    weights, their shapes); only the output layer may differ, when the classes' number does.
+    DataError names the file and the first difference."""
+    earlier = load(path)
+    if earlier.name != net.name:
+        raise DataError(
+            f"{path} is a {earlier.name} model and model.architecture is {net.name}: a warm "
+            "start needs the same architecture"
+        )
+    ours, theirs = _weighted(net), _weighted(earlier)
+    if len(ours) != len(theirs):
+        raise DataError(
+            f"{path} has {len(theirs)} layers with weights and this {net.name} has {len(ours)}: "
+            "not the same architecture (model.blocks, model.batch_norm?)"
+        )
+    rebuilt = []
+    for i, (mine, old) in enumerate(zip(ours, theirs, strict=True)):
+        want = [tuple(w.shape) for w in mine.weights]
+        have = [tuple(w.shape) for w in old.weights]
+        if want == have:
+            mine.set_weights(old.get_weights())
+        elif i == len(ours) - 1:  # the output layer: another number of classes
+            rebuilt.append(mine.name)
+        else:
+            raise DataError(
+                f"{path}: layer {old.name} holds weights of shapes {have} where this model's "
+                f"{mine.name} needs {want}: not the same architecture (model.width, "
+                "model.dense_units?)"
+            )
+    return len(ours) - len(rebuilt), tuple(rebuilt)
+
+
+def initialised(
+    params: ModelParams, image_size: int, n_classes: int, stats: InputStats | None = None
+) -> tuple[keras.Model, Start]:
+    """`build`'s model, started from the weights `model.weights` names (paths are relative to
+    the working folder, the repository root when DVC runs a stage): none; a backbone's ImageNet
+    weights, checked against Keras's MD5 (`backbones.imagenet_file`); a backbone's weights file
+    (.h5); or an earlier blastcell model (.keras, `warm_start`). DataError if the file is
+    missing or does not fit."""
+    if params.weights == "none":
+        return build(params, image_size, n_classes, stats), Start("none")
+    if params.weights == "imagenet":
+        path = backbones.imagenet_file(backbones.BACKBONES[params.architecture])
+    else:
+        path = Path(params.weights)
+        if not path.is_file():
+            raise DataError(
+                f"{path} does not exist (model.weights): `dvc add` it, or `dvc pull` it from the "
+                "team's remote"
+            )
+    checksum = backbones.md5(path)
+    if path.suffix == ".h5":
+        net = backbone_net(params, image_size, n_classes, stats, weights=path)
+        loaded = len(_weighted(net)) - 2  # all but the head's two dense layers
+        return net, Start(params.weights, path.as_posix(), checksum, loaded)
+    net = build(params, image_size, n_classes, stats)
+    loaded, rebuilt = warm_start(net, path)
+    return net, Start(params.weights, path.as_posix(), checksum, loaded, rebuilt)
 
 
 def load(

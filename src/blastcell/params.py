@@ -215,8 +215,22 @@ class Block(Section):
     )
 
 
+# The Keras Applications backbones that `blastcell.backbones` builds, under the seed's head.
+BACKBONES = ("mobilenet_v3_small", "efficientnet_v2_b0", "resnet50_v2")
+WEIGHTS_DIR = "weights"  # the train stage's dependency in dvc.yaml: every weights file is in it
+
+
 class ModelParams(Section):
-    architecture: Literal["seed_cnn", "alexnet"] = _param("the network built")
+    architecture: Literal[("seed_cnn", "alexnet", *BACKBONES)] = _param(
+        "the network built: the seed's CNN, AlexNet, or a Keras Applications backbone under "
+        "the seed's head (global average pooling, dense, dropout)"
+    )
+    weights: str = _param(
+        "the weights training starts from: none (random) | imagenet (a backbone's published "
+        "ImageNet weights, read from weights/) | weights/<file>.h5 (a backbone's weights in "
+        "Keras's format) | weights/<file>.keras (an earlier blastcell model: a warm start)",
+        min_length=1,
+    )
     width: float = _param("multiplies every convolution's filters; the seed: 1", gt=0, le=8)
     blocks: tuple[Block, ...] = _param(
         "the seed CNN's convolution blocks, in order",
@@ -232,6 +246,36 @@ class ModelParams(Section):
     )
     dense_units: int = _param("units of each dense layer", ge=1, le=65_536)
     dropout: float = _param("dropout rate after each dense layer", ge=0, lt=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_in_their_folder(cls, value: str) -> str:
+        if value in ("none", "imagenet"):
+            return value
+        path = Path(checked_path("model.weights", value))
+        if path.is_absolute() or ".." in path.parts or path.parts[0] != WEIGHTS_DIR:
+            raise ValueError(
+                f"'model.weights' must be none, imagenet or a file in {WEIGHTS_DIR}/ (the train "
+                f"stage's declared dependency), got {value!r}"
+            )
+        if path.suffix not in (".h5", ".keras"):
+            raise ValueError(
+                "'model.weights' must name a Keras weights file (.h5) or an earlier blastcell "
+                f"model (.keras), got {value!r}"
+            )
+        return path.as_posix()
+
+    @model_validator(mode="after")
+    def _weights_for_the_architecture(self) -> ModelParams:
+        if self.architecture not in BACKBONES and (
+            self.weights == "imagenet" or self.weights.endswith(".h5")
+        ):
+            raise ValueError(
+                f"'model.weights' {self.weights!r} is a backbone's weights, and "
+                f"'model.architecture' {self.architecture!r} is no backbone: use none, an earlier "
+                f"{self.architecture} model (weights/<file>.keras), or one of {list(BACKBONES)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _blocks_for_seed_cnn(self) -> ModelParams:

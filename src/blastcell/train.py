@@ -230,6 +230,7 @@ class Trained:
     replicas: int
     seconds: float
     chief: bool  # whether this process writes the outputs (see devices.is_chief)
+    start: model.Start  # the weights it started from
 
     def save(self, path: Path) -> None:
         """Save the model (see `model.save`) and beside it its class names, `classes.json`, and
@@ -257,6 +258,7 @@ class Trained:
             "train_images": self.spec.images["train"],
             "val_images": self.spec.images["val"],
             **{k: round(v, 6) for k, v in sorted(self.summary.logs.items())},
+            **self.start.report(),
         }
 
     def metrics(self) -> dict[str, object]:
@@ -276,7 +278,8 @@ class Trained:
         return (
             f"best epoch {run.best_epoch} of {run.epochs} by {monitor} ({scores}){ended}; "
             f"{self.model.count_params():,} parameters, {self.policy}, "
-            f"{self.replicas} replica(s); {seconds:.0f} s, {rate:.0f} images/s"
+            f"{self.replicas} replica(s), {self.start.describe()}; {seconds:.0f} s, "
+            f"{rate:.0f} images/s"
         )
 
 
@@ -321,7 +324,7 @@ def train(
     if model_params.input_scaling == "standardize":
         stats = model.input_stats(x for x, _ in folder.iterate("train", 256))
     with strategy.scope():
-        net = model.build(model_params, spec.image_size, len(spec.classes), stats)
+        net, initial = model.initialised(model_params, spec.image_size, len(spec.classes), stats)
         per_epoch = steps(train_set) or -(-spec.images["train"] // params.batch_size)
         compile_model(net, len(spec.classes), params, per_epoch)
     chief = devices.is_chief()
@@ -333,4 +336,5 @@ def train(
     if not chief:  # workers save in step with the chief (a collective); their copies go
         with tempfile.TemporaryDirectory() as scratch:
             net.save(Path(scratch) / "model.keras")
-    return Trained(net, summary, spec, policy, strategy.num_replicas_in_sync, seconds, chief)
+    replicas = strategy.num_replicas_in_sync
+    return Trained(net, summary, spec, policy, replicas, seconds, chief, initial)
