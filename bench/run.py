@@ -21,6 +21,8 @@ copies            the copies stage: planted copies grouped and distinct images l
                   sources/s at 1x, 4x and 16x the sources, and peak memory against pixels
 decode            peak memory and time of `blastcell predict` and of the augment stage on one
                   image just under `data.max_image_pixels`, a CMYK JPEG and a PNG
+backbones         each Keras Applications backbone against the seed CNN: parameters, training
+                  and inference images/s, float32 and mixed bfloat16, at 128 and 224 px
 
 `train` needs the default pipeline's data (`dvc repro prepare` or `dvc pull`). The full suite takes
 about half an hour on a 2-core CPU; `--quick` (tiny sizes and tiny data of its own, a few minutes;
@@ -52,6 +54,7 @@ BENCHMARKS = {
     "time": "time_to_accuracy",
     "copies": "copies",
     "decode": "decode_memory",
+    "backbones": "backbones",
 }
 # The figures each benchmark must measure (and every run records the machine).
 REQUIRED = {
@@ -84,6 +87,7 @@ REQUIRED = {
         "copies_peak_mb_896px",
     ),
     "decode": ("decode_predict_peak_mb", "decode_augment_peak_mb"),
+    "backbones": ("backbones_fastest", "backbones_detail"),
 }
 
 
@@ -215,6 +219,34 @@ def _decode_rows(r: dict) -> list[tuple[str, str, str]]:
     ]
 
 
+def _backbone_rows(r: dict) -> list[tuple[str, str, str]]:
+    """A row per architecture of bench/backbones.py: training and inference images/s."""
+    detail = r["backbones_detail"]
+    rows = []
+    for name, sizes in detail.items():
+        if not isinstance(sizes, dict):
+            continue
+        cells = []
+        for size, runs in sizes.items():
+            f32, bf16 = runs["float32"], runs["mixed_bfloat16"]
+            cells.append(
+                f"{size} px: train {f32['train_images_per_s']:,.1f} / "
+                f"{bf16['train_images_per_s']:,.1f}, inference {f32['infer_images_per_s']:,.1f} / "
+                f"{bf16['infer_images_per_s']:,.1f}"
+            )
+        first = next(iter(sizes.values()))["float32"]
+        rows.append(
+            (
+                f"`model.architecture: {name}` ({first['parameters']:,} parameters, "
+                f"{detail['classes']} classes), images/s float32 / mixed bfloat16, batch "
+                f"{detail['batch']} (`bench/backbones.py`)",
+                "; ".join(cells),
+                "",
+            )
+        )
+    return rows
+
+
 def table(r: dict) -> str:
     """docs/performance.md's table of figures, from the results of a full (not --quick) run."""
     quick = sorted(name for name, run in r.get("runs", {}).items() if run["quick"])
@@ -341,6 +373,7 @@ def table(r: dict) -> str:
         ),
         *_copies_rows(r),
         *_decode_rows(r),
+        *_backbone_rows(r),
         (
             "end-to-end `dvc repro` of the default params.yaml, empty cache",
             f"**{_minutes(r['e2e_repro_s'])}** (train {_minutes(r['stage_s']['train'])})",

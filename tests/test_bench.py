@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from blastcell import params
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import run as bench  # noqa: E402  (bench/run.py)
@@ -60,3 +62,28 @@ def test_the_table_refuses_quick_or_partial_results():
 def test_the_performance_page_holds_the_table_of_the_committed_full_run():
     page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
     assert bench.table(COMMITTED) in page
+
+
+def test_the_performance_page_says_what_the_committed_backbone_run_shows():
+    """docs/performance.md's reading of the backbone rows, checked against the committed run."""
+    detail = COMMITTED["backbones_detail"]
+    backbones = [name for name in detail if isinstance(detail[name], dict) and name != "seed_cnn"]
+    page = " ".join((ROOT / "docs" / "performance.md").read_text(encoding="utf-8").split())
+    assert "the seed CNN trains the most images per second at both sizes" in page
+    for size in ("128", "224"):
+        best = {
+            n: max(r["train_images_per_s"] for r in detail[n][size].values())
+            for n in detail
+            if isinstance(detail[n], dict)
+        }
+        assert max(best, key=best.get) == "seed_cnn"
+    assert "Of the backbones MobileNetV3-Small is the fastest" in page
+    assert COMMITTED["backbones_fastest"] == "mobilenet_v3_small"
+    assert "slows its training down" in page
+    assert "speeds up the seed CNN's and ResNet50V2's" in page
+    slower = {"mobilenet_v3_small": True, "seed_cnn": False, "resnet50_v2": False}
+    for name, slows in slower.items():
+        runs = detail[name]["128"]
+        bf16, f32 = runs["mixed_bfloat16"], runs["float32"]
+        assert (bf16["train_images_per_s"] < f32["train_images_per_s"]) is slows, name
+    assert backbones == list(params.BACKBONES)  # the committed run measured every one
