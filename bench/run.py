@@ -25,7 +25,7 @@ backbones         each Keras Applications backbone against the seed CNN: paramet
                   and inference images/s, float32 and mixed bfloat16, at 128 and 224 px
 
 `train` needs the default pipeline's data (`dvc repro prepare` or `dvc pull`). The full suite takes
-about half an hour on a 2-core CPU; `--quick` (tiny sizes and tiny data of its own, a few minutes;
+about 35 minutes on a 2-core CPU; `--quick` (tiny sizes and tiny data of its own, a few minutes;
 the tests run it) only checks that every benchmark runs. Run the full suite on an otherwise idle
 machine: the figures are wall-clock times. With `--only`, the other benchmarks' results already in
 the output file are kept. `--table` prints the results file as the table of figures of
