@@ -61,12 +61,12 @@ def rate(config: params.Params, size: int, policy: str, images: int) -> dict:
 def measure(quick: bool = False, params_path: Path = ROOT / "params.yaml") -> dict:
     architectures = ("seed_cnn", *(("mobilenet_v3_small",) if quick else params.BACKBONES))
     sizes, policies = ((32,), ("float32",)) if quick else ((128, 224), POLICIES)
+    images = BATCH * (2 if quick else 4)
     detail: dict = {}
     for name in architectures:
         config = load(params_path, [f"model.architecture={name}"])
         for size in sizes:
             for policy in policies:
-                images = BATCH * (2 if quick else 4)
                 r = rate(config, size, policy, images)
                 detail.setdefault(name, {}).setdefault(str(size), {})[policy] = r
                 print(

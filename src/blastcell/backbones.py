@@ -111,9 +111,9 @@ def md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def imagenet_file(backbone: Backbone) -> Path:
-    """The backbone's ImageNet weights file, checked: DataError if it is missing (with the ways
-    to get it) or is not the file Keras publishes (by its MD5)."""
+def imagenet_file(backbone: Backbone) -> tuple[Path, str]:
+    """The backbone's ImageNet weights file and its MD5, checked: DataError if it is missing
+    (with the ways to get it) or is not the file Keras publishes (by its MD5)."""
     path = backbone.weights_path
     if not path.is_file():
         raise DataError(
@@ -127,4 +127,4 @@ def imagenet_file(backbone: Backbone) -> Path:
             f"{path}: MD5 {found} is not {backbone.md5}, which Keras records for "
             f"{backbone.name}'s ImageNet weights: a different or damaged file"
         )
-    return path
+    return path, found

@@ -174,6 +174,13 @@ def alexnet(
     return keras.Model(inputs, outputs, name="alexnet")
 
 
+def _reason(err: Exception) -> str:
+    """The first line of a loader's error, for a one-line DataError (its type if it says
+    nothing)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 BACKBONE_MIN_SIZE = 32  # Keras Applications' smallest input without the ImageNet classifier
 
 
@@ -198,9 +205,8 @@ def backbone_net(
     try:
         features = backbone.build(inputs, weights)
     except (ValueError, OSError) as err:  # Keras's mismatch of layers or shapes, an h5 error
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(
-            f"{weights}: not {params.architecture}'s weights in Keras's format: {reason}"
+            f"{weights}: not {params.architecture}'s weights in Keras's format: {_reason(err)}"
         ) from err
     x = layers.GlobalAveragePooling2D(name="head_pool")(features)
     x = layers.Dense(params.dense_units, activation="relu", name="head_dense")(x)
@@ -329,7 +335,7 @@ def initialised(
     if params.weights == "none":
         return build(params, image_size, n_classes, stats), Start("none")
     if params.weights == "imagenet":
-        path = backbones.imagenet_file(backbones.BACKBONES[params.architecture])
+        path, checksum = backbones.imagenet_file(backbones.BACKBONES[params.architecture])
     else:
         path = Path(params.weights)
         if not path.is_file():
@@ -337,10 +343,10 @@ def initialised(
                 f"{path} does not exist (model.weights): `dvc add` it, or `dvc pull` it from the "
                 "team's remote"
             )
-    checksum = backbones.md5(path)
+        checksum = backbones.md5(path)
     if path.suffix == ".h5":
         net = backbone_net(params, image_size, n_classes, stats, weights=path)
-        loaded = len(_weighted(net)) - 2  # all but the head's two dense layers
+        loaded = sum(layer.name not in HEAD for layer in _weighted(net))  # the backbone's
         return net, Start(params.weights, path.as_posix(), checksum, loaded)
     net = build(params, image_size, n_classes, stats)
     loaded, rebuilt = warm_start(net, path)
@@ -363,8 +369,7 @@ def load(
     try:
         model = keras.models.load_model(path, safe_mode=True)
     except Exception as err:  # loaders raise many types; all mean "not a usable model"
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path}: not a Keras model file (.keras): {reason}") from err
+        raise DataError(f"{path}: not a Keras model file (.keras): {_reason(err)}") from err
     shape = model.input_shape
     square_rgb = isinstance(shape, tuple) and len(shape) == 4 and shape[3] == 3
     if not square_rgb or shape[1] is None or shape[1] != shape[2]:
