@@ -3,7 +3,6 @@ and params files written with the library's own override (`blastcell.params.writ
 the tiny ones from tests/tiny.yaml (the tiny pipeline repo's and `bench/run.py --quick`'s too).
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +53,7 @@ def edit_params(path: Path, *overrides: str) -> None:
 
 def stage(name: str):
     """Import stages/<name>.py as a module."""
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return runner.stage_module(ROOT / "stages" / f"{name}.py")
 
 
 def run_stage(name: str, argv: list[str]) -> str:

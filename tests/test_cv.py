@@ -4,6 +4,7 @@ to end on two tiny splits beside the default pipeline, which it leaves alone."""
 import json
 import statistics
 
+import numpy as np
 import pytest
 import yaml
 from dvc_repo import ROOT, cv_trace, dvc, dvc_json, ran_stages, repro, set_params, status
@@ -55,6 +56,29 @@ def test_describe_prints_mean_sd_and_range_of_every_column(tmp_path, capsys):
     assert out[0] == "2 splits (mean ± sd, min to max)"
     assert "accuracy               0.800 ± 0.141  (0.700 to 0.900, n=2)" in out
     assert not any(line.startswith("balanced_accuracy") for line in out)  # no values
+
+
+def test_models_in_turn_keep_tensorflows_retracing_warning_out_of_the_log(caplog):
+    """The cv stage predicts with a new model per split; TensorFlow would call that retracing."""
+    from blastcell.tf import keras, models_in_turn, tf
+
+    x = np.zeros((4, 3), "float32")
+
+    def predict_with_new_models() -> list[str]:
+        caplog.clear()
+        for _ in range(6):
+            keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).predict(x, verbose=0)
+        return [r.getMessage() for r in caplog.records if r.name == "tensorflow"]
+
+    filters = list(tf.get_logger().filters)
+    try:
+        assert any("triggered tf.function retracing" in m for m in predict_with_new_models())
+        models_in_turn()
+        assert predict_with_new_models() == []
+        tf.get_logger().warning("another warning")
+        assert [r.getMessage() for r in caplog.records] == ["another warning"]
+    finally:
+        tf.get_logger().filters[:] = filters
 
 
 @pytest.mark.slow

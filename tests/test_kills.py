@@ -120,36 +120,6 @@ def test_no_process_of_a_killed_stage_lives_on(killed):
     assert _living(started) == set()  # workers, forkserver and resource tracker
 
 
-def test_a_stage_script_started_by_a_killed_stage_ends_too(tmp_path):
-    """The cv stage runs each split's stage scripts (`runner.run_script`): killed, it takes
-    them with it."""
-    script = tmp_path / "slow.py"
-    script.write_text(
-        "import time\nfrom blastcell import runner\n\n"
-        "def run(params) -> str:\n    time.sleep(60)\n    return 'done'\n\n"
-        "runner.main(run)\n"
-    )
-    params = str(ROOT / "params.yaml")
-    code = (
-        "from pathlib import Path; from blastcell import runner; "
-        f"runner.run_script(Path({str(script)!r}), ['--params', {params!r}], '')"
-    )
-    parent = subprocess.Popen([sys.executable, "-c", code])
-    try:
-        deadline = time.monotonic() + 30
-        while not (started := _descendants(parent.pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert started, "the stage script never started"
-        time.sleep(1)  # its imports, then it watches its parent
-    finally:
-        parent.kill()
-        parent.wait()
-    deadline = time.monotonic() + 10
-    while _living(started) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _living(started) == set()
-
-
 def test_what_a_kill_leaves_is_a_temporary_that_git_ignores(killed, tmp_path):
     folder, _, left = killed
     assert [p.name.split(".blastcell-tmp-")[0] for p in left] == [".synthetic"]

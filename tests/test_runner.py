@@ -45,6 +45,33 @@ def test_a_stage_that_runs_others_gets_the_params_file():
     assert line == f"test_runner: d with {PARAMS}"
 
 
+def test_a_stage_run_by_another_is_quiet_and_its_error_is_one_line_in_context(tmp_path, capsys):
+    """The cv stage runs prepare, audit, train and evaluate in its own process (`run_stage`)."""
+    script = tmp_path / "fussy.py"
+    script.write_text(
+        "from pathlib import Path\n\n"
+        "from blastcell.files import DataError\n\n"
+        "def run(params, *, data: Path) -> str:\n"
+        "    if data.name == 'bad':\n"
+        "        raise DataError(f'{data}: not an image folder')\n"
+        "    if data.name == 'gone':\n"
+        "        data.read_bytes()\n"
+        "    return f'{params.train.epochs} epochs on {data}'\n"
+    )
+    stage = runner.stage_module(script).run
+    epochs = params.load(PARAMS).train.epochs
+    argv = ["--params", PARAMS, "--data"]
+    assert runner.run_stage(stage, [*argv, Path("d")], "split 3") == f"fussy: {epochs} epochs on d"
+    assert capsys.readouterr().out == ""  # the line is the caller's to print, or not
+    with pytest.raises(runner.StageFailed) as failed:
+        runner.run_stage(stage, [*argv, "x/bad"], "split 3")
+    assert str(failed.value) == "split 3: fussy: x/bad: not an image folder"
+    with pytest.raises(runner.StageFailed, match=r"^split 4: fussy: .*gone.*No such file"):
+        runner.run_stage(stage, [*argv, tmp_path / "gone"], "split 4")
+    with pytest.raises(runner.StageFailed, match=r"^split 5: fussy: params: cannot read .*none"):
+        runner.run_stage(stage, ["--params", tmp_path / "none.yaml", "--data", "d"], "split 5")
+
+
 def test_params_are_checked_before_the_stage_runs(tmp_path):
     bad = tmp_path / "params.yaml"
     text = PARAMS.read_text()

@@ -1,8 +1,7 @@
 """Processes that a stage starts end when it does, however it ends (`kill -9` included).
 
-A stage's pool workers (`blastcell.parallel`) and the stage scripts that the cv stage runs for
-each split (`runner.run_script`) each watch the process that started them from a thread, and
-exit as soon as it has gone: nothing is left computing for nobody, holding memory.
+A stage's pool workers (`blastcell.parallel`) each watch the process that started them from a
+thread, and exit as soon as it has gone: nothing is left computing for nobody, holding memory.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import select
 import threading
 import time
 
-PARENT_ENV = "BLASTCELL_PARENT_PID"  # set for a stage script that another stage runs
 POLL_SECONDS = 0.5  # how often to check that the process lives, where it cannot be waited on
 
 
@@ -45,15 +43,3 @@ def _exit_after(pid: int) -> None:
 def exit_with(pid: int) -> None:
     """End this process as soon as the process `pid` ends (a pool worker's initializer)."""
     threading.Thread(target=_exit_after, args=(pid,), name="exit-with-parent", daemon=True).start()
-
-
-def exit_with_parent() -> None:
-    """In a stage script that another stage started (`$BLASTCELL_PARENT_PID`), end with it."""
-    pid = os.environ.get(PARENT_ENV)
-    if pid:
-        exit_with(int(pid))
-
-
-def child_environment() -> dict[str, str]:
-    """The environment for a stage script this process starts, which then ends with it."""
-    return {**os.environ, PARENT_ENV: str(os.getpid())}

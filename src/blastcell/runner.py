@@ -26,16 +26,16 @@ line. Any other exception is a bug and keeps its traceback. Set BLASTCELL_DEBUG=
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
 import os
-import subprocess
 import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from blastcell import instrument, lifetime
+from blastcell import instrument
 from blastcell.files import DataError, check_writable, describe, printable
 from blastcell.params import ParamsError, load
 
@@ -108,8 +108,9 @@ def check_outputs(stage: Stage, args: dict[str, object]) -> None:
             check_writable(args[name], into=hint == OutputFolder)
 
 
-def invoke(stage: Stage, argv: Sequence[str] | None = None) -> str:
-    """Run a stage in this process as its command line would; errors propagate."""
+def call(stage: Stage, argv: Sequence[str] | None = None) -> str:
+    """Run a stage in this process as its command line would; its summary line, unprinted.
+    Errors propagate."""
     args = vars(parser(stage).parse_args(argv))
     path = args.pop("params")
     params = load(path)
@@ -121,15 +122,20 @@ def invoke(stage: Stage, argv: Sequence[str] | None = None) -> str:
         params = instrument.Recorded(params, reads)
     name = stage_name(stage)
     line = printable(f"{name}: {stage(params, **args)}")
-    print(line, flush=True)
     instrument.trace(name, reads)
+    return line
+
+
+def invoke(stage: Stage, argv: Sequence[str] | None = None) -> str:
+    """`call`, printing the summary line."""
+    line = call(stage, argv)
+    print(line, flush=True)
     return line
 
 
 def main(stage: Stage) -> None:
     """The entry point of a stage script: `invoke`, with data and params errors as one line."""
     name = stage_name(stage)
-    lifetime.exit_with_parent()  # a stage that another started (cv's splits) ends with it
     try:
         invoke(stage)
     except USER_ERRORS as err:
@@ -150,22 +156,27 @@ def main(stage: Stage) -> None:
 
 
 class StageFailed(DataError):
-    """A stage script run by `run_script` failed; the message is its own one-line error."""
+    """A stage that `run_stage` ran failed; the message is its own one-line error."""
 
 
-def run_script(script: Path, args: Sequence[object], context: str) -> None:
-    """Run a stage script in a new process; raise StageFailed with its one-line error.
+def stage_module(script: Path) -> types.ModuleType:
+    """The stage script `script`, imported from its file as a module (its `main` not run)."""
+    spec = importlib.util.spec_from_file_location(f"stage_{script.stem}", script)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{script} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    Its standard output is not shown; an error that is not one line (a bug's traceback) is
-    shown whole. `context` (e.g. 'split 3') starts the message.
+
+def run_stage(stage: Stage, args: Sequence[object], context: str) -> str:
+    """Run a stage (a `stage_module`'s `run`) in this process as the command line `args` would
+    (`call`); its summary line, unprinted. Its params, data or file-system error is raised
+    again as StageFailed, its one line with `context` (e.g. 'split 3') in front.
     """
-    cmd = [sys.executable, str(script), *map(str, args)]
-    env = lifetime.child_environment()  # it ends when this process does, even by kill -9
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
-    if result.returncode == 0:
-        return
-    lines = result.stderr.strip().splitlines()
-    if not (lines and lines[-1].startswith(f"{script.stem}: ")) or debugging():
-        sys.stderr.write(result.stderr)
-    last = lines[-1] if lines else f"{script.stem} exited with status {result.returncode}"
-    raise StageFailed(f"{context}: {last}")
+    try:
+        return call(stage, [str(a) for a in args])
+    except USER_ERRORS as err:
+        raise StageFailed(f"{context}: {stage_name(stage)}: {err}") from err
+    except OSError as err:
+        raise StageFailed(f"{context}: {stage_name(stage)}: {describe(err)}") from err

@@ -12,6 +12,7 @@ and TensorFlow's own log is limited to warnings and errors unless TF_CPP_MIN_LOG
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -43,4 +44,18 @@ with _muted_stderr():
     tf.config.list_physical_devices()
     import keras
 
-__all__ = ["keras", "tf"]
+
+class _RetracingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def models_in_turn() -> None:
+    """Before building and running model after model in this process (the cv stage's splits):
+    drop TensorFlow's warning that a function "triggered tf.function retracing". Each model's
+    training and prediction functions are new, traced once each, but TensorFlow counts those of
+    the same Keras source line as one function traced again and again."""
+    tf.get_logger().addFilter(_RetracingFilter())
+
+
+__all__ = ["keras", "models_in_turn", "tf"]

@@ -24,7 +24,10 @@ from blastcell.tf import keras, tf
 
 
 def make_deterministic(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic."""
+    """Start from a clean Keras session (as a fresh process would: the cv stage trains once per
+    split in one process), seed Python, NumPy and TensorFlow, and make TensorFlow's ops
+    deterministic."""
+    keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
