@@ -91,7 +91,7 @@ class Way:
         self.spec = prepared.read_spec(folder)
         cfg = params.train
         if name == "ours":
-            self.policy = devices.resolve_precision(cfg.precision)
+            self.policy = devices.resolve_precision(cfg.precision, params.model.architecture)
             shuffled = prepared.read(folder).dataset(
                 "train", cfg.batch_size, cfg.shuffle_buffer, params.base.seed
             )

@@ -204,6 +204,16 @@ def test_a_warm_start_loads_an_earlier_model_and_rebuilds_a_head_for_other_class
         (["model.weights=weights/../x.keras"], "must be none, imagenet or a file in weights/"),
         (["model.weights=weights/x.pt"], "a Keras weights file (.h5) or an earlier blastcell"),
         (["model.architecture=resnet50"], "'model.architecture' must be one of ['seed_cnn'"),
+        (["train.frozen_epochs=2"], "'model.architecture' is 'seed_cnn' with 'model.weights'"),
+        ([f"model.architecture={SMALL}", "train.frozen_epochs=2"], "'model.weights' 'none'"),
+        (
+            [f"model.architecture={SMALL}", "model.weights=imagenet", "train.frozen_epochs=21"],
+            "'train.frozen_epochs' must be at most 'train.epochs', got 21 of 20",
+        ),
+        (
+            [f"model.architecture={SMALL}", "model.weights=imagenet", "train.frozen_epochs=19"],
+            "'train.warmup_epochs' must be below 'train.epochs' less 'train.frozen_epochs'",
+        ),
     ],
 )
 def test_bad_weights_params_name_the_key_and_what_is_allowed(overrides, message):
@@ -211,6 +221,46 @@ def test_bad_weights_params_name_the_key_and_what_is_allowed(overrides, message)
         params.load(ROOT / "params.yaml", overrides)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_the_fine_tuning_recipe_freezes_the_backbone_then_thaws_it_but_its_batch_norm():
+    from blastcell import train
+
+    net = model.build(model_params(f"model.architecture={SMALL}"), SIZE, 2)
+    recipe = params.load(
+        ROOT / "params.yaml",
+        [f"model.architecture={SMALL}", "model.weights=imagenet", "train.frozen_epochs=3"],
+    ).train
+    strategy = train.tf.distribute.get_strategy()
+    frozen, thawed = train.recipe(net, 2, recipe, 4, strategy, backbone=True, from_weights=True)
+    assert (frozen.end, frozen.patience, thawed.end, thawed.patience) == (3, False, 20, True)
+
+    def trainable() -> dict[str, set[bool]]:
+        kinds: dict[str, set[bool]] = {"head": set(), "norm": set(), "other": set()}
+        for layer in weighted(net):
+            norm = isinstance(layer, layers.BatchNormalization)
+            kind = "head" if layer.name in model.HEAD else "norm" if norm else "other"
+            kinds[kind].add(layer.trainable)
+        return kinds
+
+    frozen.prepare()
+    assert trainable() == {"head": {True}, "norm": {False}, "other": {False}}
+    assert float(net.optimizer.learning_rate) == pytest.approx(recipe.learning_rate)
+    thawed.prepare()
+    assert trainable() == {"head": {True}, "norm": {False}, "other": {True}}
+    schedule = net.optimizer._learning_rate  # warm-up, then the cosine, over 17 epochs of 4 steps
+    assert float(schedule(4)) == pytest.approx(recipe.fine_tune_learning_rate)
+    assert float(schedule(4 * 17)) == pytest.approx(0.0, abs=1e-12)
+
+    # From random weights, or asked to, the batch normalisation trains; no frozen epochs: one go
+    for from_weights, fine_tune_batch_norm in ((False, False), (True, True)):
+        whole = recipe.model_copy(
+            update={"frozen_epochs": 0, "fine_tune_batch_norm": fine_tune_batch_norm}
+        )
+        assert train.recipe(net, 2, whole, 4, strategy, True, from_weights) == []
+        assert trainable() == {"head": {True}, "norm": {True}, "other": {True}}
+    train.recipe(net, 2, recipe.model_copy(update={"frozen_epochs": 0}), 4, strategy, True, True)
+    assert trainable() == {"head": {True}, "norm": {False}, "other": {True}}
 
 
 @pytest.mark.slow  # TensorFlow traces MobileNetV3's training step: about 15 s
@@ -225,7 +275,8 @@ def test_a_backbone_from_imagenet_runs_through_train_and_evaluate(tmp_path, monk
         Path("params.yaml"),
         *(f"model.architecture={SMALL}", "model.weights=imagenet", "model.dense_units=8"),
         *(
-            "train.epochs=1",
+            "train.epochs=2",
+            "train.frozen_epochs=1",  # the head alone, then the whole but its batch norm
             "train.warmup_epochs=0",
             "train.batch_size=8",
             "train.precision=float32",
@@ -239,6 +290,15 @@ def test_a_backbone_from_imagenet_runs_through_train_and_evaluate(tmp_path, monk
     assert (report["weights"], report["weights_md5"]) == ("imagenet", fake.md5)
     assert report["layers_loaded"] > 0
     assert report["layers_rebuilt"] == []
+    assert report["epochs_run"] == 2
+    trained = keras.saving.load_model("models/model.keras")
+    small = model_params(f"model.architecture={SMALL}")
+    start = model.backbone_net(small, SIZE, 2, weights=backbone.weights_path)  # the file's
+    norms = [x for x in weighted(start) if isinstance(x, layers.BatchNormalization)]
+    assert norms
+    assert all(same_weights(x, trained.get_layer(x.name)) for x in norms)
+    curve = json.loads(Path("plots/train/loss.json").read_text())
+    assert sorted({r["epoch"] for r in curve}) == [1, 2]  # one curve across both phases
 
     args = ["--data", "data/prepared", "--model", "models/model.keras", "--plots", "plots/ev"]
     line = run_stage("evaluate", [*args, "--metrics", "e.json", "--report", "evaluate.json"])

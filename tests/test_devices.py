@@ -5,7 +5,7 @@ import json
 import pytest
 
 pytest.importorskip("tensorflow")
-from blastcell import devices
+from blastcell import devices, params
 from blastcell.params import ParamsError
 
 
@@ -44,5 +44,24 @@ def test_precision_auto_and_explicit(tmp_path):
     assert devices.cpu_has_bf16(cpuinfo)
     cpuinfo.write_text("flags\t: fpu sse avx2\n")
     assert not devices.cpu_has_bf16(cpuinfo)
-    assert devices.resolve_precision("float32") == "float32"
-    assert devices.resolve_precision("auto") in ("float32", "mixed_bfloat16")
+    assert devices.resolve_precision("float32", "mobilenet_v3_small") == "float32"
+    assert devices.resolve_precision("mixed_bfloat16", "mobilenet_v3_small") == "mixed_bfloat16"
+    assert devices.resolve_precision("auto", "seed_cnn") in ("float32", "mixed_bfloat16")
+
+
+ARCHITECTURES = params.ModelParams.model_fields["architecture"].annotation.__args__
+
+
+def test_precision_auto_on_a_bfloat16_cpu_follows_the_architecture(monkeypatch):
+    monkeypatch.setattr(devices.tf.config, "list_physical_devices", lambda kind=None: [])
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    picked = {a: devices.resolve_precision("auto", a) for a in ARCHITECTURES}
+    assert picked == {
+        "seed_cnn": "mixed_bfloat16",
+        "alexnet": "mixed_bfloat16",
+        "mobilenet_v3_small": "float32",  # depthwise convolutions: slower in bfloat16 on a CPU
+        "efficientnet_v2_b0": "float32",
+        "resnet50_v2": "mixed_bfloat16",
+    }
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    assert {devices.resolve_precision("auto", a) for a in ARCHITECTURES} == {"float32"}

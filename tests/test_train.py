@@ -20,6 +20,9 @@ SEED_RECIPE = {
     "monitor": "val_loss",
     "shuffle_buffer": 100,
     "strategy": "auto",
+    "frozen_epochs": 0,
+    "fine_tune_learning_rate": 1e-5,
+    "fine_tune_batch_norm": False,
 }
 
 
@@ -66,6 +69,22 @@ def test_patience_stops_after_that_many_epochs_without_a_better_one():
         if getattr(model, "stop_training", False):
             break
     assert (keep.best_epoch, keep.epochs_run, keep.stopped_early) == (1, 4, True)
+
+
+def test_patience_waits_for_the_phase_that_may_stop_and_counts_from_its_start():
+    """The fine-tuning recipe's frozen epochs never stop early; the thawed ones count anew."""
+    model = _tiny_model()
+    keep = train.KeepBest("val_loss", patience=2)
+    keep.set_model(model)
+    keep.begin_phase(0, stops=False)
+    for epoch, val_loss in enumerate([0.5, 0.6, 0.7, 0.8]):  # frozen: best at epoch 0
+        keep.on_epoch_end(epoch, {"val_loss": val_loss})
+    assert not getattr(model, "stop_training", False)
+    keep.begin_phase(4, stops=True)
+    keep.on_epoch_end(4, {"val_loss": 0.9})  # 4 epochs after the best, 1 into the phase
+    assert not getattr(model, "stop_training", False)
+    keep.on_epoch_end(5, {"val_loss": 0.9})
+    assert (keep.best_epoch, keep.epochs_run, keep.stopped_early) == (0, 6, True)
 
 
 def test_no_patience_never_stops():

@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+from blastcell import backbones
 from blastcell.params import ParamsError
 from blastcell.tf import tf
 
@@ -79,12 +80,15 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
-def resolve_precision(precision: str) -> str:
-    """The Keras dtype policy for a `train.precision` value; `auto` picks by hardware.
+def resolve_precision(precision: str, architecture: str) -> str:
+    """The Keras dtype policy for a `train.precision` value; `auto` picks by hardware and
+    `model.architecture`.
 
-    auto: mixed_bfloat16 on a GPU of compute capability >= 8.0 or a CPU with AVX512-BF16/AMX
-    (on such a CPU it trains about twice as fast as float32: see bench/precision.py),
-    float32 elsewhere.
+    auto: mixed_bfloat16 on a GPU of compute capability >= 8.0; on a CPU with AVX512-BF16/AMX,
+    mixed_bfloat16 for the seed's CNN, AlexNet and the backbones it speeds up (the seed's CNN
+    trains about twice as fast as in float32: see bench/precision.py), float32 for those it
+    slows down (`Backbone.cpu_bfloat16`: MobileNetV3 and EfficientNetV2, built of depthwise
+    convolutions, train slower: see bench/backbones.py); float32 elsewhere.
     """
     if precision != "auto":
         return precision
@@ -93,4 +97,7 @@ def resolve_precision(precision: str) -> str:
         details = tf.config.experimental.get_device_details(gpus[0])
         capability = details.get("compute_capability") or (0, 0)
         return "mixed_bfloat16" if tuple(capability) >= (8, 0) else "float32"
+    backbone = backbones.BACKBONES.get(architecture)
+    if backbone is not None and not backbone.cpu_bfloat16:
+        return "float32"
     return "mixed_bfloat16" if cpu_has_bf16() else "float32"

@@ -316,13 +316,36 @@ class TrainParams(Section):
     strategy: Literal["auto", "mirrored", "multi_worker"] = _param(
         "auto: one device | mirrored: all local GPUs | multi_worker: the cluster in TF_CONFIG"
     )
+    frozen_epochs: int = _param(
+        "first epochs that train only the head, a backbone's layers frozen (its batch "
+        "normalisation in inference mode); 0: none. Needs a backbone and model.weights",
+        ge=0,
+        le=10_000,
+    )
+    fine_tune_learning_rate: float = _param(
+        "Adam's learning rate once the backbone is unfrozen after train.frozen_epochs (its "
+        "peak, after the warm-up); the frozen epochs use train.learning_rate",
+        gt=0,
+        lt=1,
+    )
+    fine_tune_batch_norm: bool = _param(
+        "whether a backbone that starts from weights trains its batch normalisation layers; "
+        "false: they keep the statistics they came with, in inference mode"
+    )
 
     @model_validator(mode="after")
     def _warmup_within_epochs(self) -> TrainParams:
-        if self.warmup_epochs >= self.epochs:
+        if self.frozen_epochs > self.epochs:
             raise ValueError(
-                "'train.warmup_epochs' must be below 'train.epochs', leaving epochs at the peak "
-                f"learning rate, got {self.warmup_epochs} of {self.epochs}"
+                f"'train.frozen_epochs' must be at most 'train.epochs', got {self.frozen_epochs} "
+                f"of {self.epochs}"
+            )
+        tuned = self.epochs - self.frozen_epochs  # the warm-up starts as the backbone thaws
+        if tuned and self.warmup_epochs >= tuned:
+            of = f"{tuned} after {self.frozen_epochs} frozen" if self.frozen_epochs else tuned
+            raise ValueError(
+                "'train.warmup_epochs' must be below 'train.epochs' less 'train.frozen_epochs', "
+                f"leaving epochs at the peak learning rate, got {self.warmup_epochs} of {of}"
             )
         return self
 
@@ -395,6 +418,19 @@ class Params(Section):
     external: dict[str, str] = _param(
         "additional test sets, each evaluated by the model on its own: name: data folder"
     )
+
+    @model_validator(mode="after")
+    def _frozen_epochs_for_a_backbone_with_weights(self) -> Params:
+        if self.train.frozen_epochs and (
+            self.model.architecture not in BACKBONES or self.model.weights == "none"
+        ):
+            raise ValueError(
+                f"'train.frozen_epochs' {self.train.frozen_epochs} freezes a backbone's weights "
+                f"while the head learns, but 'model.architecture' is {self.model.architecture!r} "
+                f"with 'model.weights' {self.model.weights!r}: set it to 0, or use one of "
+                f"{list(BACKBONES)} with weights to start from"
+            )
+        return self
 
     @field_validator("external")
     @classmethod

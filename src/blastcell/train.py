@@ -19,7 +19,7 @@ import numpy as np
 
 from blastcell import devices, model, prepared, progress
 from blastcell.files import DataError, write_json
-from blastcell.params import ModelParams, TrainParams
+from blastcell.params import BACKBONES, ModelParams, TrainParams
 from blastcell.tf import keras, tf
 
 
@@ -33,28 +33,35 @@ def make_deterministic(seed: int) -> None:
 
 
 def learning_rate(
-    params: TrainParams, steps_per_epoch: int
+    params: TrainParams, steps_per_epoch: int, peak: float | None = None, epochs: int | None = None
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """`train.learning_rate`, or the schedule that `train.schedule` and `train.warmup_epochs`
-    make of it, stepped once per batch: a linear rise from 0 over the warm-up, then constant or
-    a cosine decay to 0 at the end of the last epoch."""
+    """`train.learning_rate` (or `peak`), or the schedule that `train.schedule` and
+    `train.warmup_epochs` make of it over `train.epochs` (or `epochs`), stepped once per batch:
+    a linear rise from 0 over the warm-up, then constant or a cosine decay to 0 at the end of
+    the last epoch."""
+    peak = params.learning_rate if peak is None else peak
+    epochs = params.epochs if epochs is None else epochs
     if params.schedule == "constant" and params.warmup_epochs == 0:
-        return params.learning_rate  # the seed's
+        return peak  # the seed's
     warmup = params.warmup_epochs * steps_per_epoch
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else params.learning_rate,
-        decay_steps=max(1, (params.epochs - params.warmup_epochs) * steps_per_epoch),
+        initial_learning_rate=0.0 if warmup else peak,
+        decay_steps=max(1, (epochs - params.warmup_epochs) * steps_per_epoch),
         alpha=1.0 if params.schedule == "constant" else 0.0,  # 1: no decay
-        warmup_target=params.learning_rate if warmup else None,
+        warmup_target=peak if warmup else None,
         warmup_steps=warmup,
     )
 
 
 def compile_model(
-    model: keras.Model, n_classes: int, params: TrainParams, steps_per_epoch: int
+    model: keras.Model,
+    n_classes: int,
+    params: TrainParams,
+    steps_per_epoch: int,
+    rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None,
 ) -> None:
-    """Attach Adam with the learning rate (schedule) and the loss of `params`, with accuracy as
-    the metric."""
+    """Attach Adam with the learning rate (schedule) of `params`, or `rate`, and the loss of
+    `params`, with accuracy as the metric."""
     smoothing = params.label_smoothing
     loss = (
         keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
@@ -62,15 +69,38 @@ def compile_model(
         else keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
     )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(params, steps_per_epoch)),
+        optimizer=keras.optimizers.Adam(
+            learning_rate(params, steps_per_epoch) if rate is None else rate
+        ),
         loss=loss,
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
 
 
+def set_trainable(net: keras.Model, backbone: bool, batch_norm: bool) -> None:
+    """Freeze (`backbone` false) or unfreeze a backbone model's layers below its head
+    (`model.HEAD`); its batch normalisation layers train only if `batch_norm` too. A frozen
+    batch normalisation layer runs in inference mode, on the statistics it has."""
+    for layer in net.layers:
+        if layer.name not in model.HEAD:
+            norm = isinstance(layer, keras.layers.BatchNormalization)
+            layer.trainable = backbone and (batch_norm or not norm)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Epochs up to `end` (exclusive, 0-based), after `prepare()` (which freezes or unfreezes
+    layers and compiles the model) if given; early stopping only if `patience`."""
+
+    end: int
+    prepare: Callable[[], None] | None = None
+    patience: bool = True
+
+
 class KeepBest(keras.callbacks.Callback):
     """Remember the weights of the best epoch by `monitor` and restore them when training ends;
-    with `patience`, stop once that many epochs have passed without a better one."""
+    with `patience`, stop once that many epochs have passed without a better one (counted from
+    the later of the best epoch and the start of the phase, `begin_phase`)."""
 
     def __init__(self, monitor: str, patience: int = 0) -> None:
         super().__init__()
@@ -83,6 +113,12 @@ class KeepBest(keras.callbacks.Callback):
         self.epochs_run = 0
         self.stopped_early = False
         self._weights: list[np.ndarray] | None = None
+        self._phase_start, self._stops = 0, True
+
+    def begin_phase(self, epoch: int, stops: bool) -> None:
+        """A phase of training starts at `epoch` (0-based); early stopping may end it if
+        `stops`."""
+        self._phase_start, self._stops = epoch, stops
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epochs_run = epoch + 1
@@ -91,7 +127,11 @@ class KeepBest(keras.callbacks.Callback):
             self.best, self.best_epoch = value, epoch
             self.best_logs = {k: float(v) for k, v in (logs or {}).items()}
             self._weights = self.model.get_weights()
-        elif self.patience and epoch - self.best_epoch >= self.patience:
+        elif (
+            self.patience
+            and self._stops
+            and epoch - max(self.best_epoch, self._phase_start - 1) >= self.patience
+        ):
             self.stopped_early = True
             self.model.stop_training = True
 
@@ -141,9 +181,6 @@ class ProgressBar(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         shown = ("loss", "val_loss", "val_accuracy")
         self.bar.set_postfix({k: f"{float(v):.3f}" for k, v in (logs or {}).items() if k in shown})
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        self.bar.close()
 
 
 @dataclass(frozen=True)
@@ -197,20 +234,35 @@ def fit(
     val: tf.data.Dataset,
     params: TrainParams,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    phases: Sequence[Phase] = (),
 ) -> Summary:
-    """Train a compiled `model` on batched datasets, leaving it at its best-validation weights.
+    """Train a compiled `model` on batched datasets, leaving it at its best-validation weights;
+    `phases` (`recipe`) split the epochs, each starting from the best weights so far.
 
     Keras prints nothing; a progress bar is drawn on a terminal.
     """
     keep = KeepBest(params.monitor, params.patience)
-    model.fit(
-        train,
-        validation_data=val,
-        epochs=params.epochs,
-        callbacks=[*callbacks, ProgressBar(params.epochs, steps(train)), keep],
-        shuffle=False,  # the dataset reshuffles itself each epoch
-        verbose=0,
-    )
+    bar = ProgressBar(params.epochs, steps(train))
+    first = 0
+    try:
+        for phase in phases or [Phase(params.epochs)]:
+            if phase.prepare is not None:
+                phase.prepare()
+            keep.begin_phase(first, phase.patience)
+            model.fit(
+                train,
+                validation_data=val,
+                initial_epoch=first,
+                epochs=phase.end,
+                callbacks=[*callbacks, bar, keep],
+                shuffle=False,  # the dataset reshuffles itself each epoch
+                verbose=0,
+            )
+            if keep.stopped_early:
+                break
+            first = phase.end
+    finally:
+        bar.bar.close()
     return Summary(
         keep.best_epoch + 1,
         params.epochs,
@@ -286,6 +338,49 @@ class Trained:
         )
 
 
+def recipe(
+    net: keras.Model,
+    n_classes: int,
+    params: TrainParams,
+    per_epoch: int,
+    strategy: tf.distribute.Strategy,
+    backbone: bool,
+    from_weights: bool,
+) -> list[Phase]:
+    """Compile `net` for training, or return the phases that compile it in turn.
+
+    The seed's CNN and AlexNet train whole. A backbone's batch normalisation layers keep the
+    statistics they came with, in inference mode, when it starts from weights, unless
+    `train.fine_tune_batch_norm`. With `train.frozen_epochs`, the first epochs train the head
+    alone, the backbone frozen, at a constant `train.learning_rate`; then the whole model
+    trains at `train.fine_tune_learning_rate` under the warm-up and schedule, from the best
+    frozen epoch's weights, with a new optimizer. Early stopping waits for the second phase.
+    """
+    batch_norm = params.fine_tune_batch_norm or not from_weights
+    frozen, fine_tune_rate = params.frozen_epochs, params.fine_tune_learning_rate
+
+    def compiled(trains_backbone: bool, rate) -> Callable[[], None]:
+        def prepare() -> None:
+            with strategy.scope():
+                set_trainable(net, trains_backbone, batch_norm)
+                compile_model(net, n_classes, params, per_epoch, rate)
+
+        return prepare
+
+    if not (backbone and frozen):
+        with strategy.scope():
+            if backbone:
+                set_trainable(net, True, batch_norm)
+            compile_model(net, n_classes, params, per_epoch)
+        return []
+    phases = [Phase(frozen, compiled(False, params.learning_rate), patience=False)]
+    if frozen < params.epochs:
+        tuned = params.epochs - frozen
+        rate = learning_rate(params, per_epoch, fine_tune_rate, tuned)
+        phases.append(Phase(params.epochs, compiled(True, rate)))
+    return phases
+
+
 def train(
     data: Path,
     model_params: ModelParams,
@@ -303,7 +398,7 @@ def train(
     """
     strategy = devices.distribution(params.strategy)  # before any other TensorFlow op
     make_deterministic(seed)
-    policy = devices.resolve_precision(params.precision)
+    policy = devices.resolve_precision(params.precision, model_params.architecture)
     keras.mixed_precision.set_global_policy(policy)
     folder = prepared.read(data)
     spec = folder.spec
@@ -329,12 +424,14 @@ def train(
     with strategy.scope():
         net, initial = model.initialised(model_params, spec.image_size, len(spec.classes), stats)
         per_epoch = steps(train_set) or -(-spec.images["train"] // params.batch_size)
-        compile_model(net, len(spec.classes), params, per_epoch)
+    backbone = model_params.architecture in BACKBONES
+    from_weights = initial.weights != "none"
+    phases = recipe(net, len(spec.classes), params, per_epoch, strategy, backbone, from_weights)
     chief = devices.is_chief()
     if curves is not None and chief:
         callbacks = [Curves(curves), *callbacks]
     start = time.monotonic()
-    summary = fit(net, train_set, val_set, params, callbacks)
+    summary = fit(net, train_set, val_set, params, callbacks, phases)
     seconds = time.monotonic() - start
     if not chief:  # workers save in step with the chief (a collective); their copies go
         with tempfile.TemporaryDirectory() as scratch:
