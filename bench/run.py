@@ -23,11 +23,15 @@ decode            peak memory and time of `blastcell predict` and of the augment
                   image just under `data.max_image_pixels`, a CMYK JPEG and a PNG
 backbones         each Keras Applications backbone against the seed CNN: parameters, training
                   and inference images/s, float32 and mixed bfloat16, at 128 and 224 px
+online            online augmentation (each batch warped afresh per epoch) vs augmented copies on
+                  disk, same originals and ranges: time to accuracy and test accuracy, on the
+                  2-class synthetic set and the 4-class JPEG set
 
 `train` needs the default pipeline's data (`dvc repro prepare` or `dvc pull`). The full suite takes
-about 35 minutes on a 2-core CPU; `--quick` (tiny sizes and tiny data of its own, a few minutes;
-the tests run it) only checks that every benchmark runs. Run the full suite on an otherwise idle
-machine: the figures are wall-clock times. With `--only`, the other benchmarks' results already in
+about an hour on a 2-core CPU (docs/performance.md gives the committed run's length); `--quick`
+(tiny sizes and tiny data of its own, a few minutes; the tests run it) only checks that every
+benchmark runs. Run the full suite on an otherwise idle machine: the figures are wall-clock
+times. With `--only`, the other benchmarks' results already in
 the output file are kept. `--table` prints the results file as the table of figures of
 docs/performance.md (a test checks that the page holds exactly it).
 """
@@ -55,6 +59,7 @@ BENCHMARKS = {
     "copies": "copies",
     "decode": "decode_memory",
     "backbones": "backbones",
+    "online": "online_augmentation",
 }
 # The figures each benchmark must measure (and every run records the machine).
 REQUIRED = {
@@ -88,6 +93,11 @@ REQUIRED = {
     ),
     "decode": ("decode_predict_peak_mb", "decode_augment_peak_mb"),
     "backbones": ("backbones_fastest", "backbones_detail"),
+    "online": (
+        "online_augmentation_test_gain",
+        "online_augmentation_time_ratio",
+        "online_augmentation_detail",
+    ),
 }
 
 
@@ -137,6 +147,28 @@ def _time_row(name: str, r: dict) -> tuple[str, str, str]:
         f"({r['train_images']:,} training images): default recipe vs the seed's",
         f"{recipe(r['default'])} vs {recipe(r['seed'])}: **{r['ratio']:.2f}×**",
         "≥ 3×, accuracy within the seed's interval",
+    )
+
+
+def _online_row(name: str, r: dict) -> tuple[str, str, str]:
+    """A table row: online augmentation against the copies on disk, on one data set."""
+
+    def way(x: dict) -> str:
+        low, high = x["test_accuracy_ci95"]
+        return (
+            f"{x['images']['train']:,} training images, {x['epochs_to_accuracy']} epochs, "
+            f"{_minutes(x['seconds_to_accuracy'])} to accuracy, {x['epochs_run']} epochs in "
+            f"{_minutes(x['train_seconds'])} (test accuracy {x['test_accuracy']:.3f}, 95 % CI "
+            f"{low:.3f}–{high:.3f})"
+        )
+
+    scale = r["copies"]["images"]["train"] / r["online"]["images"]["train"]
+    return (
+        f"`train.online_augmentation` vs `augment.copies` on disk, {name}, same originals and "
+        f"ranges; online runs {scale:.0f}× the epochs (and warm-up, patience) on {scale:.0f}× "
+        "fewer images (`bench/online_augmentation.py`)",
+        f"online: {way(r['online'])} vs copies: {way(r['copies'])}",
+        "",
     )
 
 
@@ -304,6 +336,8 @@ def table(r: dict) -> str:
         ),
         _time_row("default data", r["time_to_accuracy_detail"]["default_data"]),
         _time_row("4-class JPEG set", r["time_to_accuracy_detail"]["four_class"]),
+        _online_row("2-class set", r["online_augmentation_detail"]["two_class"]),
+        _online_row("4-class JPEG set", r["online_augmentation_detail"]["four_class"]),
         (
             "input pipeline alone (no model)",
             f"{r['input_pipeline_images_per_s']:,.0f} images/s, "

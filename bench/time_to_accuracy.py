@@ -90,7 +90,14 @@ def run_recipe(data: Path, params: Params) -> dict:
     """Train with `params` on the prepared folder `data`, time it, score the test split."""
     keras.backend.clear_session()
     clock = EpochClock()
-    trained = train.train(data, params.model, params.train, params.base.seed, callbacks=[clock])
+    trained = train.train(
+        data,
+        params.model,
+        params.train,
+        params.base.seed,
+        callbacks=[clock],
+        augment=params.augment,
+    )
     epochs, seconds = time_to_accuracy(clock)
     folder = prepared.read(data)
     y_true, probs = evaluate.predict(trained.model, folder, params.evaluate.batch_size)

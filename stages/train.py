@@ -1,6 +1,9 @@
 """Stage train: build the model from params and train it with the recipe the params describe.
 
-Params: base.seed, model.*, train.*. Input: the prepare stage's folder, streamed from its
+Params: base.seed, model.*, train.*, augment.rotation_range, augment.width_shift_range,
+augment.height_shift_range, augment.shear_range, augment.zoom_range, augment.horizontal_flip,
+augment.vertical_flip, augment.fill_mode and augment.cval (the ranges of the random warps of
+train.online_augmentation). Input: the prepare stage's folder, streamed from its
 TFRecord shards (memory holds the shuffle buffer and a few batches, not the data set), and the
 file in weights/ that `model.weights` names, if any (ImageNet's, checked by Keras's MD5; a
 backbone's; an earlier model's).
@@ -31,7 +34,14 @@ def run(
         def write_curve(name: str, records: list[dict]) -> None:
             write_plot(plots / f"{name}.json", records)
 
-        trained = train.train(input, params.model, params.train, params.base.seed, write_curve)
+        trained = train.train(
+            input,
+            params.model,
+            params.train,
+            params.base.seed,
+            write_curve,
+            augment=params.augment,
+        )
         if not trained.chief:
             return "trained in step with the chief, which writes the outputs"
         trained.save(model)

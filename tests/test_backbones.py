@@ -21,6 +21,7 @@ from helpers import random_prepared, run_stage, write_params
 from keras import layers
 from keras.src.legacy.saving import legacy_h5_format
 from keras.src.utils import file_utils
+from PIL import Image
 
 from blastcell import backbones, cli, explain, model, params
 from blastcell.files import DataError
@@ -263,8 +264,8 @@ def test_the_fine_tuning_recipe_freezes_the_backbone_then_thaws_it_but_its_batch
     assert trainable() == {"head": {True}, "norm": {False}, "other": {True}}
 
 
-@pytest.mark.slow  # TensorFlow traces MobileNetV3's training step: about 15 s
-def test_a_backbone_from_imagenet_runs_through_train_and_evaluate(tmp_path, monkeypatch):
+@pytest.mark.slow  # TensorFlow traces MobileNetV3's training step twice: about 30 s
+def test_a_backbone_from_imagenet_runs_through_train_evaluate_and_external(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     backbone = backbones.BACKBONES[SMALL]
     write_keras_weights(backbone.weights_path, SMALL)
@@ -304,6 +305,18 @@ def test_a_backbone_from_imagenet_runs_through_train_and_evaluate(tmp_path, monk
     line = run_stage("evaluate", [*args, "--metrics", "e.json", "--report", "evaluate.json"])
     assert line.startswith("evaluate: accuracy ")
     assert "on 8 test images" in line
+
+    # a set of images from another lab (Grad-CAM: test_each_backbone_takes_raw_pixels...)
+    rng = np.random.default_rng(1)
+    for name in ("blast", "not_blast"):
+        (Path("lab_b") / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(Path("lab_b") / name / f"{i}.png")
+    args = ["--model", "models/model.keras", "--data", "lab_b"]
+    line = run_stage("external", [*args, "--metrics", "x.json", "--report", "xr.json"])
+    assert line.startswith("external: lab_b: accuracy ")
+    assert "on 6 test images" in line
 
 
 def test_the_parameters_page_and_params_yaml_list_every_backbone():

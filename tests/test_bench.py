@@ -3,6 +3,7 @@ the table of figures in docs/performance.md is exactly what `bench/run.py --tabl
 committed full run."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,26 @@ def test_the_table_refuses_quick_or_partial_results():
 def test_the_performance_page_holds_the_table_of_the_committed_full_run():
     page = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
     assert bench.table(COMMITTED) in page
+
+
+def test_the_performance_page_gives_the_committed_runs_length():
+    page = " ".join((ROOT / "docs" / "performance.md").read_text(encoding="utf-8").split())
+    minutes = sum(run["seconds"] for run in COMMITTED["runs"].values()) / 60
+    said = re.search(r"writes `bench/results.json` \(about (\d+) minutes here", page)
+    assert said, "docs/performance.md no longer says how long the suite takes"
+    assert abs(int(said.group(1)) - minutes) <= 0.1 * minutes
+
+
+def test_the_performance_page_says_what_the_committed_online_augmentation_run_shows():
+    """docs/parameters.md's reading of it: equal within a test image or two on both sets."""
+    detail = COMMITTED["online_augmentation_detail"]
+    page = " ".join((ROOT / "docs" / "parameters.md").read_text(encoding="utf-8").split())
+    assert "within one test image of each other on both sets" in page
+    for name in ("two_class", "four_class"):
+        r = detail[name]
+        test_images = r["copies"]["test_images"]
+        assert r["online"]["test_images"] == test_images  # the same test originals
+        assert abs(r["test_accuracy_gain"]) * test_images <= 1 + 1e-9, name
 
 
 def test_the_performance_page_says_what_the_committed_backbone_run_shows():

@@ -20,6 +20,7 @@ SEED_RECIPE = {
     "monitor": "val_loss",
     "shuffle_buffer": 100,
     "strategy": "auto",
+    "online_augmentation": False,
     "frozen_epochs": 0,
     "fine_tune_learning_rate": 1e-5,
     "fine_tune_batch_norm": False,

@@ -316,6 +316,10 @@ class TrainParams(Section):
     strategy: Literal["auto", "mirrored", "multi_worker"] = _param(
         "auto: one device | mirrored: all local GPUs | multi_worker: the cluster in TF_CONFIG"
     )
+    online_augmentation: bool = _param(
+        "warp each training batch afresh every epoch (a rotation, shift, shear, zoom and flips "
+        "within the augment section's ranges) in the input pipeline, not in the model"
+    )
     frozen_epochs: int = _param(
         "first epochs that train only the head, a backbone's layers frozen (its batch "
         "normalisation in inference mode); 0: none. Needs a backbone and model.weights",

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from blastcell import devices, model, prepared, progress
+from blastcell import devices, model, online, prepared, progress
 from blastcell.files import DataError, write_json
-from blastcell.params import BACKBONES, ModelParams, TrainParams
+from blastcell.params import BACKBONES, AugmentParams, ModelParams, TrainParams
 from blastcell.tf import keras, tf
 
 
@@ -388,11 +388,13 @@ def train(
     seed: int,
     curves: Callable[[str, list[dict]], None] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    augment: AugmentParams | None = None,
 ) -> Trained:
     """Train the model that `model_params` describes on the prepared folder `data`.
 
     `curves(name, records)` gets the loss and accuracy curves after every epoch (see Curves);
-    `callbacks` are more Keras callbacks for `fit` (e.g. a benchmark's timer).
+    `callbacks` are more Keras callbacks for `fit` (e.g. a benchmark's timer); `augment`, the
+    ranges of `train.online_augmentation`, read only with it (which needs them).
     With `train.strategy: multi_worker`, every worker runs this; only the chief's result is
     meant to be written (`Trained.chief`).
     """
@@ -418,6 +420,10 @@ def train(
         )
         for name in ("train", "val")
     )
+    if params.online_augmentation:
+        if augment is None:
+            raise ValueError("train.online_augmentation needs the augment section's ranges")
+        train_set = online.augmented(train_set, augment, seed + 2)  # shuffling took seed, +1
     stats = None
     if model_params.input_scaling == "standardize":
         stats = model.input_stats(x for x, _ in folder.iterate("train", 256))
