@@ -132,14 +132,19 @@ def _pair(r: dict) -> str:
     )
 
 
+def _test_accuracy(x: dict) -> str:
+    """A training run's test accuracy and its interval (bench/time_to_accuracy.run_recipe)."""
+    low, high = x["test_accuracy_ci95"]
+    return f"test accuracy {x['test_accuracy']:.3f}, 95 % CI {low:.3f}–{high:.3f}"
+
+
 def _time_row(name: str, r: dict) -> tuple[str, str, str]:
     """A table row: the seed's and the default recipe's time to accuracy on one data set."""
 
     def recipe(x: dict) -> str:
-        low, high = x["test_accuracy_ci95"]
         return (
             f"{x['epochs_to_accuracy']} epochs, {_minutes(x['seconds_to_accuracy'])} "
-            f"(test accuracy {x['test_accuracy']:.3f}, 95 % CI {low:.3f}–{high:.3f})"
+            f"({_test_accuracy(x)})"
         )
 
     return (
@@ -154,12 +159,10 @@ def _online_row(name: str, r: dict) -> tuple[str, str, str]:
     """A table row: online augmentation against the copies on disk, on one data set."""
 
     def way(x: dict) -> str:
-        low, high = x["test_accuracy_ci95"]
         return (
             f"{x['images']['train']:,} training images, {x['epochs_to_accuracy']} epochs, "
             f"{_minutes(x['seconds_to_accuracy'])} to accuracy, {x['epochs_run']} epochs in "
-            f"{_minutes(x['train_seconds'])} (test accuracy {x['test_accuracy']:.3f}, 95 % CI "
-            f"{low:.3f}–{high:.3f})"
+            f"{_minutes(x['train_seconds'])} ({_test_accuracy(x)})"
         )
 
     scale = r["copies"]["images"]["train"] / r["online"]["images"]["train"]
