@@ -17,7 +17,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from helpers import random_prepared, run_stage, write_params
+from helpers import random_prepared, run_source_stages, run_stage, write_params
 from keras import layers
 from keras.src.legacy.saving import legacy_h5_format
 from keras.src.utils import file_utils
@@ -264,13 +264,21 @@ def test_the_fine_tuning_recipe_freezes_the_backbone_then_thaws_it_but_its_batch
     assert trainable() == {"head": {True}, "norm": {False}, "other": {True}}
 
 
-@pytest.mark.slow  # TensorFlow traces MobileNetV3's training step twice: about 30 s
-def test_a_backbone_from_imagenet_runs_through_train_evaluate_and_external(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def fake_imagenet(monkeypatch) -> backbones.Backbone:
+    """MobileNetV3-Small's ImageNet file under weights/ of the working folder: a randomly
+    initialised backbone in Keras's format, with its MD5 in the table (no network here)."""
     backbone = backbones.BACKBONES[SMALL]
     write_keras_weights(backbone.weights_path, SMALL)
     fake = dataclasses.replace(backbone, md5=backbones.md5(backbone.weights_path))
     monkeypatch.setitem(backbones.BACKBONES, SMALL, fake)
+    return fake
+
+
+@pytest.mark.slow  # TensorFlow traces MobileNetV3's training step twice: about 30 s
+def test_a_backbone_from_imagenet_runs_through_train_evaluate_and_external(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake = fake_imagenet(monkeypatch)
+    backbone = backbones.BACKBONES[SMALL]
     random_prepared(Path("data/prepared"))
     write_params(
         Path("params.yaml"),
@@ -317,6 +325,27 @@ def test_a_backbone_from_imagenet_runs_through_train_evaluate_and_external(tmp_p
     line = run_stage("external", [*args, "--metrics", "x.json", "--report", "xr.json"])
     assert line.startswith("external: lab_b: accuracy ")
     assert "on 6 test images" in line
+
+
+@pytest.mark.slow  # a MobileNetV3 trained per split: about 30 s
+def test_repeated_splits_train_a_backbone_from_imagenet(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # weights/ and the stages' paths are relative, as in dvc.yaml
+    fake_imagenet(monkeypatch)
+    settings = write_params(
+        Path("params.yaml"),
+        *(f"model.architecture={SMALL}", "model.weights=imagenet", "model.dense_units=8"),
+        *("train.precision=float32", "cv.splits=2"),
+        tiny=True,  # 24 cells of 64 px at 32 px, 2 epochs, online augmentation
+    )
+    augmented = run_source_stages(Path(), settings)
+    args = ["--input", str(augmented), "--copies", "copies"]
+    outputs = ["--splits", "cv/splits.json", "--metrics", "cv/metrics.json"]
+    line = run_stage("cv", ["--params", str(settings), *args, *outputs])
+    assert line.startswith("cv: 2 splits: accuracy ")
+    rows = json.loads(Path("cv/splits.json").read_text())
+    assert [r["seed"] for r in rows] == [1, 2]
+    assert all(0 <= r["accuracy"] <= 1 and r["test_images"] == 4 for r in rows)
+    assert sorted(p.name for p in Path("cv").iterdir()) == ["metrics.json", "splits.json"]
 
 
 def test_the_parameters_page_and_params_yaml_list_every_backbone():
