@@ -15,6 +15,7 @@ from blastcell import backbones, params
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import run as bench  # noqa: E402  (bench/run.py)
+from online_augmentation import online_overrides  # noqa: E402
 
 COMMITTED = json.loads((ROOT / "bench" / "results.json").read_text())
 
@@ -78,6 +79,9 @@ def test_the_performance_page_says_what_the_committed_online_augmentation_run_sh
     detail = COMMITTED["online_augmentation_detail"]
     page = " ".join((ROOT / "docs" / "parameters.md").read_text(encoding="utf-8").split())
     assert "within one test image of each other on both sets" in page
+    # the page's command is the benchmark's online way on params.yaml
+    command = " -S ".join(["dvc exp run", *online_overrides(ROOT / "params.yaml")])
+    assert command in page
     for name in ("two_class", "four_class"):
         r = detail[name]
         test_images = r["copies"]["test_images"]

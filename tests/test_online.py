@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from skimage import data
 from skimage.transform import resize
 
@@ -93,3 +94,12 @@ def test_the_batches_are_new_every_epoch_and_the_same_every_run():
     assert not np.array_equal(first[0], first[2])  # epoch 2's first batch is warped anew
     assert not np.array_equal(first[0], images[:4])
     assert first[0].dtype == np.uint8
+
+
+def test_train_declares_every_augment_range_and_only_those():
+    """docs/parameters.md: train reads every augment param but copies and workers."""
+    declared = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["params"]
+    ranges = {k.split(".", 1)[1] for k in declared if k.startswith("augment.")}
+    assert ranges == set(params.AugmentParams.model_fields) - {"copies", "workers"}
+    page = " ".join((ROOT / "docs" / "parameters.md").read_text(encoding="utf-8").split())
+    assert "every `augment` param but `copies` and `workers`" in page

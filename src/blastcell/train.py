@@ -182,6 +182,10 @@ class ProgressBar(keras.callbacks.Callback):
         shown = ("loss", "val_loss", "val_accuracy")
         self.bar.set_postfix({k: f"{float(v):.3f}" for k, v in (logs or {}).items() if k in shown})
 
+    def close(self) -> None:
+        """Remove the bar (after the last phase: `fit` may call Keras's `fit` more than once)."""
+        self.bar.close()
+
 
 @dataclass(frozen=True)
 class Summary:
@@ -262,7 +266,7 @@ def fit(
                 break
             first = phase.end
     finally:
-        bar.bar.close()
+        bar.close()
     return Summary(
         keep.best_epoch + 1,
         params.epochs,
@@ -359,19 +363,17 @@ def recipe(
     batch_norm = params.fine_tune_batch_norm or not from_weights
     frozen, fine_tune_rate = params.frozen_epochs, params.fine_tune_learning_rate
 
-    def compiled(trains_backbone: bool, rate) -> Callable[[], None]:
+    def compiled(trains_backbone: bool, rate=None) -> Callable[[], None]:
         def prepare() -> None:
             with strategy.scope():
-                set_trainable(net, trains_backbone, batch_norm)
+                if backbone:
+                    set_trainable(net, trains_backbone, batch_norm)
                 compile_model(net, n_classes, params, per_epoch, rate)
 
         return prepare
 
     if not (backbone and frozen):
-        with strategy.scope():
-            if backbone:
-                set_trainable(net, True, batch_norm)
-            compile_model(net, n_classes, params, per_epoch)
+        compiled(True)()  # one phase, compiled now
         return []
     phases = [Phase(frozen, compiled(False, params.learning_rate), patience=False)]
     if frozen < params.epochs:
