@@ -29,7 +29,7 @@ from pathlib import Path
 
 import tiny_data
 import yaml
-from time_to_accuracy import ROOT, WITHIN, run_recipe, write_four_class
+from time_to_accuracy import WITHIN, run_recipe, write_four_class
 
 from blastcell.params import load, write_overridden
 
@@ -94,11 +94,7 @@ def measure(quick: bool = False) -> dict:
     detail: dict = {"quick": quick}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        params_path = (
-            tiny_data.tiny_params(tmp / "params.yaml")
-            if quick
-            else write_overridden(ROOT / "params.yaml", [], tmp / "params.yaml")
-        )
+        params_path = tiny_data.params_for(quick, tmp / "params.yaml")
         tiny_data.run_stage("synthesize", params_path, "--output", tmp / "synthetic")
         detail["two_class"] = compare(tmp / "two", params_path, tmp / "synthetic")
         if not quick:

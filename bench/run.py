@@ -26,9 +26,13 @@ backbones         each Keras Applications backbone against the seed CNN: paramet
 online            online augmentation (each batch warped afresh per epoch) vs augmented copies on
                   disk, same originals and ranges: time to accuracy and test accuracy, on the
                   2-class synthetic set and the 4-class JPEG set
+from_scratch      each architecture from random weights on the 4-class JPEG set at 128 and
+                  224 px: epochs and seconds to accuracy, test accuracy
+warm_start        a small 2-class set of other cells trained from random weights and from a
+                  4-class model (and with the fine-tuning recipe): the same figures
 
 `train` needs the default pipeline's data (`dvc repro prepare` or `dvc pull`). The full suite takes
-about an hour on a 2-core CPU (docs/performance.md gives the committed run's length); `--quick`
+hours on a 2-core CPU (docs/performance.md gives the committed run's length); `--quick`
 (tiny sizes and tiny data of its own, a few minutes; the tests run it) only checks that every
 benchmark runs. Run the full suite on an otherwise idle machine: the figures are wall-clock
 times. With `--only`, the other benchmarks' results already in
@@ -60,6 +64,8 @@ BENCHMARKS = {
     "decode": "decode_memory",
     "backbones": "backbones",
     "online": "online_augmentation",
+    "from_scratch": "backbone_accuracy",
+    "warm_start": "warm_start",
 }
 # The figures each benchmark must measure (and every run records the machine).
 REQUIRED = {
@@ -98,6 +104,8 @@ REQUIRED = {
         "online_augmentation_time_ratio",
         "online_augmentation_detail",
     ),
+    "from_scratch": ("backbone_accuracy_detail",),
+    "warm_start": ("warm_start_detail", "warm_start_test_gain"),
 }
 
 
@@ -282,6 +290,54 @@ def _backbone_rows(r: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _accuracy_rows(r: dict) -> list[tuple[str, str, str]]:
+    """A row per architecture of bench/backbone_accuracy.py, then of bench/warm_start.py."""
+    detail, warm = r["backbone_accuracy_detail"], r["warm_start_detail"]
+
+    def reached(x: dict) -> str:
+        return (
+            f"{x['epochs_to_accuracy']} epochs, {_minutes(x['seconds_to_accuracy'])} to accuracy; "
+            f"{x['epochs_run']} epochs run in {_minutes(x['train_seconds'])} ({_test_accuracy(x)})"
+        )
+
+    rows = []
+    for name, sizes in detail.items():
+        if not isinstance(sizes, dict):
+            continue
+        policies = sorted({x["policy"] for x in sizes.values()})
+        rows.append(
+            (
+                f"`model.architecture: {name}` from random weights, 4-class JPEG set "
+                f"({detail['train_images']:,} training images, {detail['test_images']} test), "
+                f"params.yaml's recipe, {' / '.join(policies)} (`bench/backbone_accuracy.py`)",
+                "; ".join(f"{size} px: {reached(x)}" for size, x in sizes.items()),
+                "",
+            )
+        )
+
+    def started(x: dict) -> str:  # the params it sets beside model.weights
+        changed = [f", `{p}`" for p in x["params"] if not p.startswith("model.weights=")]
+        start = "warm start" if x["params"] else "from random weights"
+        return f"{start}{''.join(changed)}: {reached(x)}"
+
+    for name, runs in warm.items():
+        if not isinstance(runs, dict):
+            continue
+        pretrained, *tuned = runs.values()
+        rows.append(
+            (
+                f"`{name}` on a small 2-class set of other cells ({tuned[0]['train_images']} "
+                f"training images, {tuned[0]['test_images']} test) at {warm['image_size']} px: "
+                "from random weights vs a warm start from its 4-class model "
+                f"({_test_accuracy(pretrained)} there; `model.weights: weights/<file>.keras`, "
+                "output layer rebuilt) (`bench/warm_start.py`)",
+                "; ".join(started(x) for x in tuned),
+                "",
+            )
+        )
+    return rows
+
+
 def table(r: dict) -> str:
     """docs/performance.md's table of figures, from the results of a full (not --quick) run."""
     quick = sorted(name for name, run in r.get("runs", {}).items() if run["quick"])
@@ -411,6 +467,7 @@ def table(r: dict) -> str:
         *_copies_rows(r),
         *_decode_rows(r),
         *_backbone_rows(r),
+        *_accuracy_rows(r),
         (
             "end-to-end `dvc repro` of the default params.yaml, empty cache",
             f"**{_minutes(r['e2e_repro_s'])}** (train {_minutes(r['stage_s']['train'])})",

@@ -35,7 +35,7 @@ import tiny_data
 import yaml
 from PIL import Image
 
-from blastcell import evaluate, prepared, synthesize, train
+from blastcell import evaluate, model, prepared, synthesize, train
 from blastcell.params import Params, load
 from blastcell.tf import keras
 
@@ -86,8 +86,9 @@ def time_to_accuracy(clock: EpochClock) -> tuple[int, float]:
     return first + 1, clock.seconds[first]
 
 
-def run_recipe(data: Path, params: Params) -> dict:
-    """Train with `params` on the prepared folder `data`, time it, score the test split."""
+def run_recipe(data: Path, params: Params, keep: Path | None = None) -> dict:
+    """Train with `params` on the prepared folder `data`, time it, score the test split; the
+    trained model is saved as `keep` if given (a warm start's file)."""
     keras.backend.clear_session()
     clock = EpochClock()
     trained = train.train(
@@ -99,6 +100,8 @@ def run_recipe(data: Path, params: Params) -> dict:
         augment=params.augment,
     )
     epochs, seconds = time_to_accuracy(clock)
+    if keep is not None:
+        model.save(trained.model, keep)
     folder = prepared.read(data)
     y_true, probs = evaluate.predict(trained.model, folder, params.evaluate.batch_size)
     classes = folder.spec.classes
@@ -115,7 +118,9 @@ def run_recipe(data: Path, params: Params) -> dict:
         "test_accuracy": round(float(np.mean(np.argmax(probs, axis=1) == y_true)), 4),
         "test_accuracy_ci95": [ci["accuracy"]["low"], ci["accuracy"]["high"]],
         "test_images": len(y_true),
+        "train_images": folder.spec.images["train"],
         "policy": trained.policy,
+        "parameters": trained.model.count_params(),
         "val_accuracy": [round(a, 4) for a in clock.val_accuracy],
     }
 

@@ -1,20 +1,26 @@
-"""Tiny data for the `--quick` benchmarks: the real synthesize, augment and prepare stage scripts
-on the tests' tiny params (tests/tiny.yaml over params.yaml), in a folder of the caller's, so a
-quick run needs no `dvc repro` first. Its numbers mean nothing; it shows that the code runs.
+"""Tiny data for the `--quick` benchmarks: the real synthesize, augment and prepare stage scripts,
+run in this process as their command lines would, on the tests' tiny params (tests/tiny.yaml
+over params.yaml), in a folder of the caller's, so a quick run needs no `dvc repro` first. Its
+numbers mean nothing; it shows that the code runs.
 """
 
-import subprocess
-import sys
+import functools
 from pathlib import Path
 
 from pipeline_repo import ROOT, TINY
 
+from blastcell import runner
 from blastcell.params import write_overridden
 
 
 def tiny_params(path: Path) -> Path:
     """Write params.yaml with tests/tiny.yaml's overrides to `path`; returns `path`."""
     return write_overridden(ROOT / "params.yaml", TINY, path)
+
+
+def params_for(quick: bool, path: Path) -> Path:
+    """Write params.yaml, with tests/tiny.yaml's overrides if `quick`, to `path`; returns it."""
+    return tiny_params(path) if quick else write_overridden(ROOT / "params.yaml", [], path)
 
 
 def build(folder: Path) -> dict[str, Path]:
@@ -57,8 +63,15 @@ def augmented(params: Path, data: Path, out: Path, side: Path) -> Path:
 
 
 def run_stage(stage: str, params: Path, *args: object) -> None:
-    """Run stages/<stage>.py with `params` and `args`; SystemExit with its output if it fails."""
-    cmd = [sys.executable, str(ROOT / "stages" / f"{stage}.py"), "--params", params, *args]
-    done = subprocess.run([str(a) for a in cmd], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"bench: tiny {stage} failed:\n{done.stdout}{done.stderr}")
+    """Run stages/<stage>.py with `params` and `args` in this process, as its command line would
+    (`runner.run_stage`: the stage's `run`, its line unprinted); SystemExit with its one-line
+    error if it fails."""
+    try:
+        runner.run_stage(_stage(stage), ["--params", params, *args], "bench: tiny")
+    except runner.StageFailed as err:
+        raise SystemExit(str(err)) from err
+
+
+@functools.cache
+def _stage(stage: str) -> runner.Stage:
+    return runner.stage_module(ROOT / "stages" / f"{stage}.py").run

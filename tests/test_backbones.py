@@ -85,6 +85,9 @@ def test_each_backbone_takes_raw_pixels_under_the_seeds_head(tmp_path, capsys, n
     path = tmp_path / "model.keras"
     model.save(net, path)
     again = model.load(path, image_size=SIZE, n_classes=3)  # safe mode, as predict loads it
+    norms = [layer for layer in again.layers if isinstance(layer, layers.BatchNormalization)]
+    assert norms  # each backbone has them, their statistics averaged over fewer steps than Keras's
+    assert {layer.momentum for layer in norms} == {backbones.BATCH_NORM_MOMENTUM}
     chosen = again.get_layer(explain.last_conv_layer(again))  # the maps that the head pools
     assert isinstance(chosen, layers.Activation)
     assert chosen.output is again.get_layer("head_pool").input

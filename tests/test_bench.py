@@ -119,3 +119,120 @@ def test_the_performance_page_says_what_the_committed_backbone_run_shows():
         chosen = backbones.BACKBONES[name].cpu_bfloat16 if name != "seed_cnn" else True
         assert faster == {chosen}, name
     assert measured == list(params.BACKBONES)  # the committed run measured every one
+
+
+def backbone_reading(detail: dict) -> dict:
+    """What docs/performance.md and the README read in the committed bench/backbone_accuracy.py
+    run: each backbone against the seed CNN at the same size, from random weights."""
+    test_images = detail["test_images"]
+    seed = detail["seed_cnn"]
+    chance = 1 / 4  # the 4-class set
+    trained, stuck = [], []
+    for name in params.BACKBONES:
+        for size, run in detail[name].items():
+            (trained if run["test_accuracy"] > chance + 1e-9 else stuck).append((name, size, run))
+    above, ratios, seconds = [], [], []
+    for _, size, run in trained:
+        base = seed[size]
+        assert run["test_accuracy"] > base["test_accuracy"]  # "scored above the seed CNN"
+        assert (
+            run["test_accuracy_ci95"][0] <= base["test_accuracy_ci95"][1]
+        )  # the intervals overlap
+        above.append(round((run["test_accuracy"] - base["test_accuracy"]) * test_images))
+        ratios.append(run["train_seconds"] / base["train_seconds"])
+        seconds.append(run["train_seconds"])
+    return {
+        "stuck": [(name, size) for name, size, _ in stuck],
+        "stuck_runs": [run for *_, run in stuck],
+        "most_images_above": max(above),
+        "test_images": test_images,
+        "ratios": (round(min(ratios)), round(max(ratios))),
+        "minutes": (round(min(seconds) / 60), round(max(seconds) / 60)),
+        "seed_seconds": {size: round(run["train_seconds"]) for size, run in seed.items()},
+    }
+
+
+def test_the_pages_say_what_the_committed_backbone_accuracy_run_shows():
+    detail = COMMITTED["backbone_accuracy_detail"]
+    assert [n for n in detail if isinstance(detail[n], dict)] == ["seed_cnn", *params.BACKBONES]
+    r = backbone_reading(detail)
+    (low, high), (fast, slow) = r["ratios"], r["minutes"]
+    page = " ".join((ROOT / "docs" / "performance.md").read_text(encoding="utf-8").split())
+    said = (
+        f"Every backbone that left chance scored above the seed CNN at the same size, by at most "
+        f"{r['most_images_above']} of {r['test_images']} test images (within the intervals), in "
+        f"{low} to {high} times its training time ({fast} to {slow} minutes here, against the "
+        f"seed CNN's {r['seed_seconds']['128']} s at 128 px and {r['seed_seconds']['224']} s at "
+        "224 px)."
+    )
+    assert said in page
+    assert "None that left chance trained within the default run's 5 minutes" in page
+    runs = [run for name in params.BACKBONES for run in detail[name].values()]
+    assert min(run["train_seconds"] for run in runs if run["test_accuracy"] > 0.25) > 5 * 60
+    # the one that did not: MobileNetV3-Small at 128 px, ended by early stopping at chance
+    assert r["stuck"] == [("mobilenet_v3_small", "128")]
+    (run,) = r["stuck_runs"]
+    left = next(i for i, a in enumerate(run["val_accuracy"], 1) if a > 0.25 + 1e-9)
+    patience = params.load(ROOT / "params.yaml").train.patience
+    assert (run["stop_reason"], run["best_epoch"]) == ("patience", 1)
+    reached = detail["mobilenet_v3_small"]["224"]["test_accuracy"]
+    said = (
+        f"MobileNetV3-Small at 128 px stayed at chance: its validation accuracy left chance only "
+        f"at epoch {left}, when early stopping (patience {patience}, on validation loss, still "
+        f"best at epoch 1) ended the run; at 224 px it reached {reached:.3f}."
+    )
+    assert said in page
+    parameters = " ".join((ROOT / "docs" / "parameters.md").read_text(encoding="utf-8").split())
+    said = f"scored above the seed CNN, within the intervals, at {low} to {high} times"
+    assert said in parameters
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert (
+        f"scored at most {r['most_images_above']} test images of {r['test_images']} above it, "
+        f"within the intervals, in {low} to {high} times its training time, none within the "
+        "default run's 5 minutes"
+    ) in readme
+
+
+def test_the_pages_say_what_the_committed_warm_start_run_shows():
+    """docs/performance.md's and docs/parameters.md's reading of bench/warm_start.py's run."""
+    detail = COMMITTED["warm_start_detail"]
+    seed, net = detail["seed_cnn"], detail["efficientnet_v2_b0"]
+    n = seed["scratch"]["test_images"]
+    for runs in (seed, net):
+        assert runs["warm"]["test_accuracy"] > runs["scratch"]["test_accuracy"]
+    gained = round((seed["warm"]["test_accuracy"] - seed["scratch"]["test_accuracy"]) * n)
+    frozen, faster = net["warm_frozen"], net["warm_frozen_faster"]
+    warm = [net["warm"], frozen, faster]
+    apart = round(
+        (max(r["test_accuracy"] for r in warm) - min(r["test_accuracy"] for r in warm)) * n
+    )
+    assert net["scratch"]["test_accuracy"] == 0.5  # chance, 2 classes
+    assert net["scratch"]["stop_reason"] == "patience"
+    page = " ".join((ROOT / "docs" / "performance.md").read_text(encoding="utf-8").split())
+    said = (
+        f"the seed CNN scored {seed['warm']['test_accuracy']:.3f} against "
+        f"{seed['scratch']['test_accuracy']:.3f} ({gained} more of {n} test images) and came "
+        f"within 1 point of its best validation accuracy in {seed['warm']['epochs_to_accuracy']} "
+        f"epochs instead of {seed['scratch']['epochs_to_accuracy']}; EfficientNetV2-B0 scored "
+        f"{net['warm']['test_accuracy']:.3f} where from random weights it stayed at chance "
+        f"({net['scratch']['test_accuracy']:.3f}) until early stopping ended it."
+    )
+    assert said in page
+    recipe = (
+        f"it scored {frozen['test_accuracy']:.3f} at `train.fine_tune_learning_rate`'s default "
+        f"and {faster['test_accuracy']:.3f} at 10 times it: within {apart} test images of the "
+        "warm start without freezing"
+    )
+    assert recipe in page
+    assert frozen["params"][1:] == ["train.frozen_epochs=5"]
+    default = params.load(ROOT / "params.yaml").train.fine_tune_learning_rate
+    assert faster["params"][2:] == [f"train.fine_tune_learning_rate={default * 10:g}"]
+    parameters = " ".join((ROOT / "docs" / "parameters.md").read_text(encoding="utf-8").split())
+    said = (
+        f"With 5 frozen epochs it scored {frozen['test_accuracy']:.3f} at the default "
+        f"`train.fine_tune_learning_rate` and {faster['test_accuracy']:.3f} at 10 times it, "
+        f"against {net['warm']['test_accuracy']:.3f} with no frozen epochs and "
+        f"{net['scratch']['test_accuracy']:.3f} from random weights"
+    )
+    assert said in parameters
+    assert f"The three warm starts are within {apart} of {n} test images" in parameters

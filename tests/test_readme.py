@@ -77,6 +77,13 @@ def test_the_results_table_holds_the_committed_default_run():
     settings = params.load(ROOT / "params.yaml")
     net = model.build(settings.model, settings.prepare.image_size, 2)
     assert f"({net.count_params():,} parameters)" in README
+    m, size = settings.model, settings.prepare.image_size
+    assert (m.architecture, m.weights) == ("seed_cnn", "none")
+    assert default["model"] == (
+        f"the seed CNN (`model.architecture: seed_cnn`) at width {m.width}, {size}\u00d7{size} "
+        f"input, from random weights ({net.count_params():,} parameters)"
+    )
+    assert table["model"][1:] == ["the same", "the same"]
 
 
 def test_the_results_table_names_the_committed_training_recipe():

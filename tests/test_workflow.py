@@ -128,14 +128,20 @@ def test_a_param_change_reruns_what_depends_on_it_and_reverting_it_restores_it(
 
 
 def test_an_experiment_changes_one_line_and_compares_in_a_readable_table(repo):
+    """The experiment trades the seed CNN for a backbone (from random weights), the change a
+    user tries first: evaluate and explain (Grad-CAM) run on it, and the table reads the same."""
     assert repro(repo) == []
-    out = dvc(repo, "exp", "run", "-S", "model.dropout=0.25")
+    trained = json.loads((repo / "reports/train.json").read_text())
+    out = dvc(repo, "exp", "run", "-S", "model.architecture=mobilenet_v3_small")
     assert ran_stages(out) == ["validate", "train", "evaluate", "explain"]
+    backbone = json.loads((repo / "reports/train.json").read_text())
+    # MobileNetV3-Small's 0.96 M parameters against the tiny seed CNN's 15 k
+    assert backbone["parameter_count"] > 10 * trained["parameter_count"]
     diff = run(repo, "git", "diff", "--unified=0", "params.yaml").splitlines()
     changed = [line for line in diff if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     assert [(line[0], line[1:].split("#")[0].strip()) for line in changed] == [
-        ("-", "dropout: 0.5"),
-        ("+", "dropout: 0.25"),
+        ("-", "architecture: seed_cnn"),
+        ("+", "architecture: mobilenet_v3_small"),
     ]
 
     # Plain `dvc exp show`: the headline metrics first, at most 20 metric columns in all.
@@ -158,14 +164,14 @@ def test_an_experiment_changes_one_line_and_compares_in_a_readable_table(repo):
     only = run(repo, sys.executable, "-m", "dvc", "exp", "show", "--csv", "--only-changed",
                stdout_only=True).splitlines()[0].split(",")  # fmt: skip
     assert len([c for c in only if c not in ("rev", "typ", "parent")]) <= 30, only
-    assert "model.dropout" in only
+    assert "model.architecture" in only
     for drop in [(), ("--drop", ".*/")]:  # the docs' form leaves out the hash columns too
         screen = in_terminal(repo, sys.executable, "-m", "dvc", "exp", "show", "--no-pager",
                              "--only-changed", *drop)  # fmt: skip
         lines = [line.rstrip() for line in screen.splitlines() if line.strip()]
         assert max(len(line) for line in lines) <= 200, screen
         assert "…" not in screen, screen  # no column squeezed out
-        for name in ["Experiment", "Created", "model.dropout", "ece"]:
+        for name in ["Experiment", "Created", "model.architecture", "mobilenet_v3_small", "ece"]:
             assert name in screen
         assert ("models/model.keras" in screen) == (not drop), screen
 
