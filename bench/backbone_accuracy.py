@@ -17,6 +17,7 @@ from such models. --quick: the tests' tiny params at their 32 px, tiny sets, the
 import argparse
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import tiny_data
@@ -104,8 +105,10 @@ def describe_run(name: str, x: dict) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(doc: str = __doc__, measure: Callable[[bool], dict] = measure) -> None:
+    """The command line of this benchmark, or of another (`doc`, `measure`) that prints its
+    runs as they end (bench/warm_start.py)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny data, one model: that it runs")
     args = parser.parse_args()
     print(json.dumps(measure(args.quick), indent=2))

@@ -18,12 +18,12 @@ sets, the seed CNN alone (every way's params are still checked), to show that it
 numbers mean nothing.
 """
 
-import argparse
 import contextlib
 import json
 import tempfile
 from pathlib import Path
 
+import backbone_accuracy
 import tiny_data
 from backbone_accuracy import describe_run, four_class_sets, from_scratch, weights_file
 from time_to_accuracy import run_recipe
@@ -119,12 +119,5 @@ def measure(quick: bool = False) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny data, one model: that it runs")
-    args = parser.parse_args()
-    print(json.dumps(measure(args.quick), indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    backbone_accuracy.main(__doc__, measure)
