@@ -63,13 +63,8 @@ def from_scratch(sets: dict, architectures: tuple[str, ...], keep_in: Path | Non
             keep = None if keep_in is None else keep_in / weights_file(name)
             run = run_recipe(data, load(params_path, [f"model.architecture={name}"]), keep)
             detail.setdefault(name, {})[str(size)] = run
-            print(describe_run(f"{name} {size} px", run), flush=True)
-            print("  " + json.dumps({"architecture": name, "size": size, **run}), flush=True)
+            report(f"{name} {size} px", run, architecture=name, size=size)
     return detail
-
-
-def tiny_sizes(params_path: Path) -> tuple[int]:
-    return (load(params_path).prepare.image_size,)
 
 
 def measure(quick: bool = False) -> dict:
@@ -78,7 +73,7 @@ def measure(quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         params_path = tiny_data.params_for(quick, tmp / "params.yaml")
-        sizes = tiny_sizes(params_path) if quick else SIZES
+        sizes = (load(params_path).prepare.image_size,) if quick else SIZES
         architectures = ("seed_cnn",) if quick else ("seed_cnn", *params.BACKBONES)
         sets = four_class_sets(tmp / "four", params_path, sizes, quick)
         scratch = from_scratch(sets, architectures)
@@ -91,6 +86,13 @@ def measure(quick: bool = False) -> dict:
             **scratch,
         },
     }
+
+
+def report(title: str, run: dict, **where: object) -> None:
+    """Print a run as it ends: a line for people, then its figures as JSON (`where` first), so a
+    long run that dies keeps what it measured in its log."""
+    print(describe_run(title, run), flush=True)
+    print("  " + json.dumps({**where, **run}), flush=True)
 
 
 def describe_run(name: str, x: dict) -> str:

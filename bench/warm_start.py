@@ -19,13 +19,12 @@ numbers mean nothing.
 """
 
 import contextlib
-import json
 import tempfile
 from pathlib import Path
 
 import backbone_accuracy
 import tiny_data
-from backbone_accuracy import describe_run, four_class_sets, from_scratch, weights_file
+from backbone_accuracy import four_class_sets, from_scratch, report, weights_file
 from time_to_accuracy import run_recipe
 
 from blastcell.params import load, write_overridden
@@ -89,8 +88,7 @@ def fine_tune(
                     continue
                 run = {**run_recipe(data, config), "params": [*weights, *overrides]}
                 detail.setdefault(name, {})[way] = run
-                print(describe_run(f"{name} {way} (small set)", run), flush=True)
-                print("  " + json.dumps({"architecture": name, "way": way, **run}), flush=True)
+                report(f"{name} {way} (small set)", run, architecture=name, way=way)
     return detail
 
 

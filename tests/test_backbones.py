@@ -280,8 +280,7 @@ def fake_imagenet(monkeypatch) -> backbones.Backbone:
 @pytest.mark.slow  # TensorFlow traces MobileNetV3's training step twice: about 30 s
 def test_a_backbone_from_imagenet_runs_through_train_evaluate_and_external(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    fake = fake_imagenet(monkeypatch)
-    backbone = backbones.BACKBONES[SMALL]
+    fake = fake_imagenet(monkeypatch)  # now backbones.BACKBONES[SMALL]
     random_prepared(Path("data/prepared"))
     write_params(
         Path("params.yaml"),
@@ -297,7 +296,7 @@ def test_a_backbone_from_imagenet_runs_through_train_evaluate_and_external(tmp_p
     )
     args = ["--input", "data/prepared", "--model", "models/model.keras", "--plots", "plots/train"]
     line = run_stage("train", [*args, "--metrics", "m.json", "--report", "train.json"])
-    assert f"weights from {backbone.weights_path} (" in line
+    assert f"weights from {fake.weights_path} (" in line
     report = json.loads(Path("train.json").read_text())
     assert (report["weights"], report["weights_md5"]) == ("imagenet", fake.md5)
     assert report["layers_loaded"] > 0
@@ -305,7 +304,7 @@ def test_a_backbone_from_imagenet_runs_through_train_evaluate_and_external(tmp_p
     assert report["epochs_run"] == 2
     trained = keras.saving.load_model("models/model.keras")
     small = model_params(f"model.architecture={SMALL}")
-    start = model.backbone_net(small, SIZE, 2, weights=backbone.weights_path)  # the file's
+    start = model.backbone_net(small, SIZE, 2, weights=fake.weights_path)  # the file's
     norms = [x for x in weighted(start) if isinstance(x, layers.BatchNormalization)]
     assert norms
     assert all(same_weights(x, trained.get_layer(x.name)) for x in norms)
